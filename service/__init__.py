@@ -1,0 +1,53 @@
+"""Wikimedia enterprise export API: the Flask application factory.
+
+`create_app()` is a short list of named steps; `flask --app service ...` and gunicorn
+(`service.wsgi:app`) both go through it. Nothing here opens the database: connections are made
+per worker on first use, after gunicorn has forked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service import audit
+from service.blueprints import api, health
+from service.cli import register_commands
+from service.config import Settings
+from service.db import Database
+from service.errors import register_error_handlers
+from service.logging_setup import configure_logging
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    settings = Settings.load(config)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.MAX_BODY_BYTES
+    app.json.sort_keys = False  # error bodies read code, message, then details
+    configure_logging(settings.LOG_LEVEL)
+    register_extensions(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    configure_proxy(app, settings)
+    return app
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    app.extensions["db"] = Database(settings)
+    audit.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+
+
+def configure_proxy(app: Flask, settings: Settings) -> None:
+    # Trust X-Forwarded-* only from the configured number of proxies, never blindly.
+    hops = settings.TRUSTED_PROXIES
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

@@ -1,0 +1,248 @@
+"""The audit trail of TICKET-002: one row per /api/* request, whatever its outcome.
+
+Rows are recorded at app level (blueprint hooks do not see 404/405) after the response is built,
+with the true status. They are buffered per worker and written in batches by a background thread:
+
+* the buffer is bounded (`AUDIT_BUFFER_SIZE`); when it is full the row is written synchronously in
+  the request instead of being dropped, and the overflow is counted and logged;
+* it is flushed at least every `AUDIT_FLUSH_INTERVAL` seconds (at most 1), and on worker exit
+  (gunicorn's `worker_exit` hook and `atexit`), so a graceful stop loses nothing;
+* while the database is down, rows wait in memory (up to the bound) and are written on recovery;
+  only beyond the bound is a row lost, and every loss is counted and logged.
+
+What a row holds: the key's id and 6-character prefix (only for a presented value that matched a
+key), method, route, status, latency, UTC time, request id and an error code from `ErrorCode`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+import weakref
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, request
+
+from service import db as dbmod
+from service.config import Settings
+from service.repositories import audit_logs
+
+log = logging.getLogger("service.audit")
+request_log = logging.getLogger("service.request")
+
+_WRITE_CHUNK = 1000
+# Client-sent request ids are kept only in forms that cannot carry one of our keys.
+_REQUEST_ID = re.compile(
+    r"^(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+# A path that matched no route is client text: it is recorded only if it looks like a route
+# (lowercase words), which no key can, so a key pasted into a URL never reaches a log or a row.
+_ROUTE_LIKE = re.compile(r"^(?:/[a-z][a-z-]{0,31}){1,4}/?$")
+UNMATCHED_PATH = "(unmatched)"
+
+_writers: weakref.WeakSet[AuditWriter] = weakref.WeakSet()
+
+
+class AuditWriter:
+    """A bounded, periodically flushed buffer of audit rows with its own connection."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._queue: queue.Queue[dict] = queue.Queue(maxsize=settings.AUDIT_BUFFER_SIZE)
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._conn = None
+        self.overflowed = 0
+        self.lost = 0
+        self.written = 0
+        _writers.add(self)
+
+    def record(self, row: dict) -> None:
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self.overflowed += 1
+            log.warning(
+                "audit buffer full; writing in the request",
+                extra={"event": "audit_overflow", "overflow_count": self.overflowed},
+            )
+            with self._lock:
+                self._pending.append(row)
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write everything buffered so far. True if nothing is left waiting."""
+        with self._lock:
+            while True:
+                try:
+                    self._pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            while self._pending:
+                chunk = self._pending[:_WRITE_CHUNK]
+                try:
+                    self._write(chunk)
+                except dbmod.CONNECTION_ERRORS as exc:
+                    self._drop_connection()
+                    self._trim()
+                    log.warning(
+                        "audit write failed; %d rows kept for retry",
+                        len(self._pending),
+                        extra={"event": "audit_write_failed", "error": type(exc).__name__},
+                    )
+                    return False
+                del self._pending[: len(chunk)]
+                self.written += len(chunk)
+            return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread and write what is left, retrying until `timeout`."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        deadline = time.monotonic() + timeout
+        while not self.flush() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with self._lock:
+            if self._pending:
+                self.lost += len(self._pending)
+                log.error(
+                    "audit rows lost at exit",
+                    extra={"event": "audit_lost", "lost": len(self._pending)},
+                )
+                self._pending.clear()
+        self._drop_connection()
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize() + len(self._pending)
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid and self._thread is not None:
+            return
+        with self._lock:
+            if self._pid == pid and self._thread is not None:
+                return
+            # After fork: the parent's thread and connection do not exist here.
+            self._pid = pid
+            self._conn = None
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.AUDIT_FLUSH_INTERVAL):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("audit writer error", extra={"event": "audit_writer_error"})
+
+    def _write(self, rows: list[dict]) -> None:
+        if self._conn is None:
+            self._conn = dbmod.connect(self.settings)
+        with self._conn.cursor() as cur:
+            audit_logs.insert_many(cur, rows)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # best effort: it is already broken
+                conn.close()
+
+    def _trim(self) -> None:
+        # While the database is down the buffer must stay bounded: drop the oldest beyond it.
+        excess = len(self._pending) - self.settings.AUDIT_BUFFER_SIZE
+        if excess > 0:
+            del self._pending[:excess]
+            self.lost += excess
+            log.error(
+                "audit rows lost: buffer full while the database is unavailable",
+                extra={"event": "audit_lost", "lost": excess, "lost_total": self.lost},
+            )
+
+
+def close_all_writers() -> None:
+    """Flush every writer of this process (gunicorn worker_exit, atexit)."""
+    for writer in list(_writers):
+        writer.close()
+
+
+atexit.register(close_all_writers)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def route_for_record() -> str:
+    """The path to log and audit: the matched route, or a route-like path, never client text."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    path = request.path
+    return path if _ROUTE_LIKE.match(path) else UNMATCHED_PATH
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+    writer = AuditWriter(settings)
+    app.extensions["audit"] = writer
+
+    @app.before_request
+    def start_request_clock() -> None:
+        g.started = time.perf_counter()
+        g.received_at = _now()
+        sent = request.headers.get("X-Request-ID", "")
+        g.request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        g.api_key = None
+
+    @app.after_request
+    def record_request(response: Response) -> Response:
+        started = g.get("started", time.perf_counter())
+        latency_ms = int(round((time.perf_counter() - started) * 1000))
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        key = g.get("api_key")
+        path = route_for_record()
+        error_code = getattr(response, "error_code", None)
+        response.headers["X-Request-ID"] = request_id
+        if request.path == "/api" or request.path.startswith("/api/"):
+            writer.record(
+                {
+                    "key_id": key["id"] if key else None,
+                    "key_prefix": key["key_prefix"] if key else None,
+                    "method": request.method[:10],
+                    "endpoint": path[:255],
+                    "response_code": response.status_code,
+                    "response_time_ms": latency_ms,
+                    "timestamp": g.get("received_at", _now()).replace(tzinfo=None),
+                    "request_id": request_id,
+                    "error_code": error_code,
+                }
+            )
+        request_log.info(
+            "request",
+            extra={
+                "event": "request",
+                "request_id": request_id,
+                "method": request.method,
+                "path": path,
+                "status": response.status_code,
+                "latency_ms": latency_ms,
+                "key_prefix": key["key_prefix"] if key else None,
+                "error_code": error_code,
+                "remote_addr": request.remote_addr,
+            },
+        )
+        return response

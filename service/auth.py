@@ -1,0 +1,65 @@
+"""Who is calling: the key from `X-API-Key` or `Authorization: Bearer`, looked up by its hash.
+
+401: no key, an unknown key, an expired key. 403: a disabled/revoked key (or its user is
+inactive), or a key without the route's scope. A presented value that matches no key is never
+logged, stored or echoed: not even its prefix.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import request
+
+from service.errors import ApiError, ErrorCode
+from service.keys import MAX_PRESENTED_LENGTH, hash_key
+from service.repositories import api_keys
+
+ADMIN_SCOPE = "admin"
+
+
+def presented_key() -> str | None:
+    value = request.headers.get("X-API-Key", "").strip()
+    if value:
+        return value
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def identify(cur) -> dict:
+    """The row of the presented key (one indexed SELECT), or a 401."""
+    key = presented_key()
+    if key is None:
+        raise ApiError(
+            401,
+            ErrorCode.MISSING_KEY,
+            "Send your API key in the X-API-Key header or as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="export"'},
+        )
+    row = None
+    # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.
+    if len(key) <= MAX_PRESENTED_LENGTH and key.isascii() and key.isprintable():
+        row = api_keys.find_by_hash(cur, hash_key(key))
+    if row is None:
+        raise ApiError(401, ErrorCode.INVALID_KEY, "The API key is not valid.")
+    return row
+
+
+def check_usable(row: dict, today: date) -> None:
+    """Expired keys are 401; disabled or revoked keys, or keys of inactive users, 403."""
+    if row["expires_at"] is not None and row["expires_at"] < today:
+        raise ApiError(
+            401, ErrorCode.KEY_EXPIRED, f"The API key expired on {row['expires_at'].isoformat()}."
+        )
+    if not row["is_valid"] or row["revoked_at"] is not None or row["user_active"] == 0:
+        raise ApiError(403, ErrorCode.KEY_DISABLED, "The API key has been disabled.")
+
+
+def require_scope(key: dict, scope: str | None) -> None:
+    if scope is None or scope in key["scopes"] or ADMIN_SCOPE in key["scopes"]:
+        return
+    raise ApiError(
+        403, ErrorCode.INSUFFICIENT_SCOPE, f"The API key lacks the '{scope}' scope for this route."
+    )

@@ -1,0 +1,1 @@
+"""HTTP blueprints: `health` (no key, no database for /health) and `api` (keys, quota, audit)."""

@@ -1,0 +1,188 @@
+"""The API routes, and the hook that authenticates and meters every one of them.
+
+| route            | scope  | metered |
+| ---------------- | ------ | ------- |
+| GET  /api/export | export | yes     |
+| POST /api/import | import | yes     |
+| GET  /api/audit  | audit  | yes     |
+| GET  /api/usage  | any    | no      |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
+
+from service import auth, quota
+from service.errors import ApiError, ErrorCode
+from service.imports import import_articles
+from service.masking import mask_key
+from service.repositories import api_keys, articles, audit_logs
+from service.schemas import (
+    AuditQuery,
+    ExportQuery,
+    NdjsonExportQuery,
+    articles_out,
+    audit_rows_out,
+    encode_cursor,
+    load_query,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+# Rows fetched per query while streaming NDJSON: bounded memory whatever the result size.
+STREAM_PAGE = 2000
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    scope: str | None  # None: any valid key
+    metered: bool
+
+
+_POLICIES: dict[str, RoutePolicy] = {}
+
+
+def policy(*, scope: str | None, metered: bool) -> Callable:
+    """Declare a route's scope and whether it consumes quota; the hook below enforces it."""
+
+    def register(view: Callable) -> Callable:
+        _POLICIES[f"{bp.name}.{view.__name__}"] = RoutePolicy(scope, metered)
+        return view
+
+    return register
+
+
+@bp.before_request
+def authenticate_and_meter() -> None:
+    route = _POLICIES.get(request.endpoint or "")
+    if route is None:  # every api route must declare its policy: fail closed
+        raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")
+    now = quota.utc_now()
+    today = quota.utc_day(now)
+    db = current_app.extensions["db"]
+    with db.cursor() as cur:
+        key = auth.identify(cur)
+        g.api_key = key
+        auth.check_usable(key, today)
+        auth.require_scope(key, route.scope)
+        if not route.metered:
+            return
+        admitted, used = api_keys.consume_quota(cur, key["id"], today)
+    if admitted:
+        g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
+        return
+    # Refused: the count is at (or, after a lowered limit, above) the limit for today.
+    used = max(key["rate_limit"], quota.used_today(key["calls_made"], key["last_reset"], today))
+    state = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
+    g.quota = state
+    raise ApiError(
+        429,
+        ErrorCode.QUOTA_EXCEEDED,
+        quota.refusal_message(state),
+        headers={"Retry-After": str(state.retry_after())},
+        extra={"reset_at": quota.rfc3339(state.reset_at), "limit": state.limit},
+    )
+
+
+@bp.after_request
+def add_quota_headers(response: Response) -> Response:
+    state = g.get("quota")
+    if state is not None:
+        response.headers.update(state.headers())
+    return response
+
+
+@bp.get("/export")
+@policy(scope="export", metered=True)
+def export() -> Response:
+    if request.args.get("format") == "ndjson":
+        return _export_ndjson(load_query(NdjsonExportQuery(), request.args))
+    params = load_query(ExportQuery(), request.args)
+    db = current_app.extensions["db"]
+    with db.cursor() as cur:
+        rows = articles.page(
+            cur, before_id=params["cursor"], since=params["since"], limit=params["limit"] + 1
+        )
+    has_more = len(rows) > params["limit"]
+    rows = rows[: params["limit"]]
+    next_cursor = encode_cursor(rows[-1]["id"]) if has_more else None
+    return _json({"status": "success", "data": articles_out.dump(rows), "next_cursor": next_cursor})
+
+
+def _export_ndjson(params: dict) -> Response:
+    db = current_app.extensions["db"]
+    remaining = params["limit"]
+
+    def generate() -> Iterator[bytes]:
+        nonlocal remaining
+        before_id = params["cursor"]
+        while remaining is None or remaining > 0:
+            size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
+            with db.cursor() as cur:
+                rows = articles.page(cur, before_id=before_id, since=params["since"], limit=size)
+            if not rows:
+                return
+            yield "".join(
+                json.dumps(item, ensure_ascii=False) + "\n" for item in articles_out.dump(rows)
+            ).encode()
+            before_id = rows[-1]["id"]
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < size:
+                return
+
+    return Response(stream_with_context(generate()), mimetype="application/x-ndjson")
+
+
+@bp.post("/import")
+@policy(scope="import", metered=True)
+def import_() -> Response:
+    count = import_articles(current_app.extensions["db"], request)
+    return _json({"status": "success", "imported": count})
+
+
+@bp.get("/audit")
+@policy(scope="audit", metered=True)
+def audit() -> Response:
+    params = load_query(AuditQuery(), request.args)
+    key = g.api_key
+    # A client's audit key sees its own user's keys; only an admin key sees every row.
+    owner = None if auth.ADMIN_SCOPE in key["scopes"] else key["user_id"]
+    db = current_app.extensions["db"]
+    with db.cursor() as cur:
+        rows = audit_logs.list_masked(
+            cur,
+            owner_user_id=owner,
+            before_id=params["cursor"],
+            endpoint=params["endpoint"],
+            status=params["status"],
+            since=params["since"],
+            limit=params["limit"] + 1,
+        )
+    has_more = len(rows) > params["limit"]
+    rows = rows[: params["limit"]]
+    next_cursor = encode_cursor(rows[-1]["id"]) if has_more else None
+    body = {"status": "success", "data": audit_rows_out.dump(rows), "next_cursor": next_cursor}
+    return _json(body)
+
+
+@bp.get("/usage")
+@policy(scope=None, metered=False)
+def usage() -> Response:
+    key = g.api_key
+    now = quota.utc_now()
+    used = quota.used_today(key["calls_made"], key["last_reset"], quota.utc_day(now))
+    state = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
+    g.quota = state
+    body = {"status": "success", "key": mask_key(key["key_prefix"]), **state.as_usage()}
+    return _json(body)
+
+
+def _json(body: dict) -> Response:
+    return current_app.response_class(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")), mimetype="application/json"
+    )

@@ -1,0 +1,127 @@
+"""One MySQL connection per worker (per thread, in tests), opened lazily and replaced when lost.
+
+gunicorn's sync workers serve one request at a time, so a connection per worker process needs no
+pool. The connection is opened on first use after fork (never at import), and any connection-level
+error throws it away: the next request opens a fresh one, so the service recovers by itself when the
+database comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pymysql
+import pymysql.cursors
+
+from service.config import Settings
+
+# Errors that mean "the database could not be asked", as opposed to a bad statement.
+CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+# A connection idle longer than this is pinged before use: MySQL may have closed it
+# (wait_timeout), and a ping is cheaper than a failed request.
+IDLE_PING_SECONDS = 30.0
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or dropped the connection; answer 503."""
+
+
+def connect(settings: Settings, *, database: str | None = None, **extra) -> pymysql.Connection:
+    """Open a connection with the project's explicit options."""
+    conn = pymysql.connect(
+        host=settings.DB_HOST,
+        port=settings.DB_PORT,
+        user=settings.DB_USER,
+        password=settings.DB_PASS,
+        database=settings.DB_NAME if database is None else database,
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=settings.DB_CONNECT_TIMEOUT,
+        read_timeout=settings.DB_READ_TIMEOUT,
+        write_timeout=settings.DB_WRITE_TIMEOUT,
+        cursorclass=pymysql.cursors.DictCursor,
+        **extra,
+    )
+    if settings.DB_TIME_ZONE:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = %s", (settings.DB_TIME_ZONE,))
+    return conn
+
+
+class Database:
+    """Hands out this worker's connection; see the module docstring."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._local = threading.local()
+
+    def _current(self) -> pymysql.Connection | None:
+        conn = getattr(self._local, "conn", None)
+        # A connection inherited across fork belongs to the parent: never share its socket.
+        if conn is not None and getattr(self._local, "pid", None) != os.getpid():
+            self._local.conn = None
+            return None
+        return conn
+
+    def connection(self) -> pymysql.Connection:
+        conn = self._current()
+        now = time.monotonic()
+        if conn is not None and now - self._local.last_used > IDLE_PING_SECONDS:
+            try:
+                conn.ping(reconnect=False)
+            except CONNECTION_ERRORS:
+                self.discard()
+                conn = None
+        if conn is None:
+            try:
+                conn = connect(self.settings)
+            except CONNECTION_ERRORS as exc:
+                raise DatabaseUnavailable(type(exc).__name__) from exc
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        self._local.last_used = now
+        return conn
+
+    def discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            # The socket may already be gone; closing is best effort.
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextmanager
+    def cursor(self) -> Iterator[pymysql.cursors.DictCursor]:
+        """A cursor on this worker's connection; connection errors become DatabaseUnavailable."""
+        conn = self.connection()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except CONNECTION_ERRORS as exc:
+            self.discard()
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[pymysql.cursors.DictCursor]:
+        """All or nothing: commit on success, roll back on any error."""
+        conn = self.connection()
+        try:
+            conn.begin()
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        except CONNECTION_ERRORS as exc:
+            self.discard()
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+        except BaseException:
+            try:
+                conn.rollback()
+            except CONNECTION_ERRORS:
+                self.discard()
+            raise

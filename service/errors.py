@@ -1,0 +1,138 @@
+"""One JSON error shape for every error: `{"error": {"code": "...", "message": "..."}}`.
+
+The codes are a fixed list (`ErrorCode`); the same code is what the audit trail records, so no free
+text that could carry a secret ever reaches `audit_logs`. Messages never echo a presented key.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from service.db import DatabaseUnavailable
+
+log = logging.getLogger("service.errors")
+
+
+class ErrorCode(StrEnum):
+    MISSING_KEY = "missing_key"
+    INVALID_KEY = "invalid_key"
+    KEY_EXPIRED = "key_expired"
+    KEY_DISABLED = "key_disabled"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    BAD_REQUEST = "bad_request"
+    VALIDATION_ERROR = "validation_error"
+    MALFORMED_JSON = "malformed_json"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    DB_UNAVAILABLE = "db_unavailable"
+    NOT_READY = "not_ready"
+    INTERNAL_ERROR = "internal_error"
+
+
+# Werkzeug's HTTP errors, by status, mapped onto our codes.
+_HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+class ApiError(Exception):
+    """Raised anywhere in a request to answer with the JSON error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        *,
+        details: list | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict | None = None,
+    ):
+        super().__init__(message)
+        self.extra = extra
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    code: ErrorCode,
+    message: str,
+    *,
+    details: list | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> Response:
+    body: dict = {"code": str(code), "message": message, **(extra or {})}
+    if details:
+        body["details"] = details
+    response = jsonify(error=body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    # The audit trail reads the code from here rather than parsing the body.
+    response.error_code = str(code)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(
+            exc.status,
+            exc.code,
+            exc.message,
+            details=exc.details,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.errorhandler(DatabaseUnavailable)
+    def handle_db_unavailable(exc: DatabaseUnavailable):
+        log.warning("database unavailable: %s", exc)
+        retry = str(app.config["SETTINGS"].DB_RETRY_AFTER)
+        return error_response(
+            503,
+            ErrorCode.DB_UNAVAILABLE,
+            "The service cannot reach its database. Retry after the given number of seconds.",
+            headers={"Retry-After": retry},
+        )
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException):
+        status = exc.code or 500
+        fallback = ErrorCode.BAD_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR
+        code = _HTTP_CODES.get(status, fallback)
+        headers = dict(exc.get_headers())  # keeps Allow on 405
+        headers.pop("Content-Type", None)
+        message = _http_message(status, exc)
+        return error_response(status, code, message, headers=headers)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        # The traceback goes to the log (no locals, so no secrets); the client gets no internals.
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "Internal error.")
+
+
+def _http_message(status: int, exc: HTTPException) -> str:
+    if status == 404:
+        return "No such route."
+    if status == 405:
+        return f"Method {request.method} is not allowed here."
+    if status == 413:
+        return "The request body is larger than this service accepts."
+    return exc.description or exc.name

@@ -1,0 +1,39 @@
+"""gunicorn configuration used by scripts/serve (and the Dockerfile).
+
+Sync workers (one request at a time per worker, one database connection each). On SIGTERM the
+master stops accepting, lets each worker finish its request within `graceful_timeout`, and each
+worker flushes its audit buffer in `worker_exit` before it goes.
+"""
+
+import multiprocessing
+import os
+
+from dotenv import load_dotenv
+
+from service.config import PROJECT_ROOT
+
+# PORT and WEB_CONCURRENCY may come from .env too; the environment wins.
+load_dotenv(PROJECT_ROOT / ".env", override=False)
+
+bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # noqa: S104
+workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 2
+# Header limits: oversized or too many headers are refused before the app sees them.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+# Our own structured request log replaces gunicorn's access log.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# The app is imported in each worker, after fork: no connection can be shared by accident.
+preload_app = False
+
+
+def worker_exit(server, worker):
+    from service.audit import close_all_writers
+
+    close_all_writers()

@@ -1,0 +1,103 @@
+"""api_keys: lookup by hash, the atomic quota UPDATE, and key management for the CLI."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+_KEY_COLUMNS = """
+    k.id, k.user_id, k.key_prefix, k.scopes, k.label, k.rate_limit, k.calls_made, k.last_reset,
+    k.is_valid, k.expires_at, k.revoked_at, k.created_at, u.is_active AS user_active
+"""
+
+FIND_BY_HASH = (
+    "SELECT" + _KEY_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
+    "WHERE k.key_hash = %(key_hash)s"
+)
+
+# The quota rule (service/quota.py explains it). MySQL and MariaDB evaluate single-table UPDATE
+# assignments left to right, so `calls_made` is computed from the OLD `last_reset`, and only then
+# is `last_reset` moved forward (never backwards, thanks to GREATEST). LAST_INSERT_ID(expr) hands
+# the new count back in the same round trip (the OK packet's insert id), so the headers need no
+# second query. Affected rows: 1 = admitted, 0 = refused (or no such key).
+CONSUME_QUOTA = """
+UPDATE api_keys
+   SET calls_made = LAST_INSERT_ID(
+         IF(last_reset IS NULL OR last_reset < %(today)s, 1, calls_made + 1)),
+       last_reset = GREATEST(COALESCE(last_reset, %(today)s), %(today)s)
+ WHERE id = %(key_id)s
+   AND (last_reset IS NULL OR last_reset < %(today)s OR calls_made < rate_limit)
+"""
+
+
+def find_by_hash(cur, key_hash: str) -> dict | None:
+    cur.execute(FIND_BY_HASH, {"key_hash": key_hash})
+    row = cur.fetchone()
+    if row is not None:
+        row["scopes"] = _scopes(row["scopes"])
+    return row
+
+
+def consume_quota(cur, key_id: int, today: date) -> tuple[bool, int | None]:
+    """Try to take one unit of today's quota. Returns (admitted, count after the update)."""
+    admitted = cur.execute(CONSUME_QUOTA, {"key_id": key_id, "today": today}) == 1
+    return admitted, (cur.lastrowid if admitted else None)
+
+
+def create(
+    cur,
+    *,
+    user_id: int,
+    key_hash: str,
+    key_prefix: str,
+    scopes: set[str],
+    rate_limit: int,
+    expires_at: date | None,
+    label: str | None,
+    now: datetime,
+) -> int:
+    cur.execute(
+        "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, label, rate_limit, "
+        "calls_made, is_valid, expires_at, last_reset, created_at) VALUES (%(user_id)s, "
+        "%(key_hash)s, %(key_prefix)s, %(scopes)s, %(label)s, %(rate_limit)s, 0, 1, "
+        "%(expires_at)s, NULL, %(now)s)",
+        {
+            "user_id": user_id,
+            "key_hash": key_hash,
+            "key_prefix": key_prefix,
+            "scopes": ",".join(sorted(scopes)),
+            "label": label,
+            "rate_limit": rate_limit,
+            "expires_at": expires_at,
+            "now": now.replace(tzinfo=None),
+        },
+    )
+    return cur.lastrowid
+
+
+def list_all(cur) -> list[dict]:
+    cur.execute("SELECT" + _KEY_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
+                "ORDER BY k.id")
+    rows = cur.fetchall()
+    for row in rows:
+        row["scopes"] = _scopes(row["scopes"])
+    return rows
+
+
+def revoke(cur, key_id: int, now: datetime) -> bool:
+    changed = cur.execute(
+        "UPDATE api_keys SET is_valid = 0, revoked_at = %(now)s "
+        "WHERE id = %(key_id)s AND revoked_at IS NULL",
+        {"key_id": key_id, "now": now.replace(tzinfo=None)},
+    )
+    return changed == 1
+
+
+def user_exists(cur, user_id: int) -> bool:
+    cur.execute("SELECT 1 AS found FROM users WHERE id = %(user_id)s", {"user_id": user_id})
+    return cur.fetchone() is not None
+
+
+def _scopes(value) -> frozenset[str]:
+    if isinstance(value, set | frozenset):
+        return frozenset(value)
+    return frozenset(s for s in (value or "").split(",") if s)

@@ -1,0 +1,42 @@
+"""articles: keyset pages for the export (newest first, by id) and the import upsert."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from service.repositories import naive_utc
+
+# Newest first by id: ids only grow, and an upsert never changes a row's id, so a reader paging
+# with `id < cursor` never sees a row twice nor misses one that existed when it started, however
+# many rows are inserted meanwhile.
+PAGE = """
+SELECT id, title, url, language, summary, updated_at
+  FROM articles
+ WHERE (%(before_id)s IS NULL OR id < %(before_id)s)
+   AND (%(since)s IS NULL OR updated_at >= %(since)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
+# VALUES() is deprecated on MySQL 8.0.20+ but still works there, and MariaDB has no row alias
+# (`AS new`): it is the one spelling both accept.
+UPSERT = """
+INSERT INTO articles (title, url, language, summary, updated_at)
+VALUES (%(title)s, %(url)s, %(language)s, %(summary)s, %(updated_at)s)
+ON DUPLICATE KEY UPDATE
+  title = VALUES(title),
+  language = VALUES(language),
+  summary = VALUES(summary),
+  updated_at = VALUES(updated_at)
+"""
+
+
+def page(cur, *, before_id: int | None, since: datetime | None, limit: int) -> list[dict]:
+    cur.execute(PAGE, {"before_id": before_id, "since": naive_utc(since), "limit": limit})
+    return cur.fetchall()
+
+
+def upsert_many(cur, articles: list[dict]) -> int:
+    """Insert or update by URL. PyMySQL sends the batch as one multi-row INSERT."""
+    rows = [{**a, "updated_at": naive_utc(a["updated_at"])} for a in articles]
+    return cur.executemany(UPSERT, rows) or 0

@@ -1,0 +1,174 @@
+"""marshmallow schemas for every input (query strings, JSON records, NDJSON lines) and output.
+
+Unknown fields are refused (marshmallow's default RAISE), so a typo such as `?limt=5` is a 400 that
+names the parameter instead of a silent default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from service.errors import ApiError, ErrorCode
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
+_NOT_BLANK = validate.Regexp(r"\S", error="Must not be blank.")
+_CURSOR_PREFIX = b"id:"
+
+
+class Cursor(fields.Field):
+    """An opaque page cursor: base64url of `id:<last id seen>`."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> int:
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValidationError("Not a valid cursor.")
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise ValidationError("Not a valid cursor.") from None
+        if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX):].isdigit():
+            raise ValidationError("Not a valid cursor.")
+        last_id = int(raw[len(_CURSOR_PREFIX):])
+        if last_id < 1:
+            raise ValidationError("Not a valid cursor.")
+        return last_id
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(last_id).encode()).decode().rstrip("=")
+
+
+class UtcDateTime(fields.DateTime):
+    """Dumps a naive-UTC DATETIME (or an aware one) as RFC 3339 with `Z`."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        if value.microsecond:
+            return value.isoformat(timespec="milliseconds") + "Z"
+        return value.isoformat(timespec="seconds") + "Z"
+
+
+def _rfc3339(**kwargs) -> fields.AwareDateTime:
+    return fields.AwareDateTime(
+        format="iso",
+        error_messages={
+            "invalid": "Not a valid RFC 3339 date-time (e.g. 2026-01-31T00:00:00Z).",
+            "invalid_awareness": "Must carry a time zone (e.g. Z or +02:00).",
+        },
+        **kwargs,
+    )
+
+
+class PageQuery(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE, validate=validate.Range(min=1, max=MAX_PAGE), strict=False
+    )
+    cursor = Cursor(load_default=None)
+    since = _rfc3339(load_default=None)
+
+
+class ExportQuery(PageQuery):
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "ndjson"]))
+
+
+class NdjsonExportQuery(ExportQuery):
+    """With format=ndjson, `limit` is optional: without it the whole result streams."""
+
+    limit = fields.Integer(
+        load_default=None, validate=validate.Range(min=1, max=10_000_000), strict=False
+    )
+
+
+class AuditQuery(PageQuery):
+    endpoint = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
+    status = fields.Integer(load_default=None, validate=validate.Range(min=100, max=599))
+
+
+class ArticleIn(Schema):
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=300), _NOT_BLANK])
+    url = fields.Url(
+        required=True,
+        schemes={"https"},
+        require_tld=True,
+        validate=validate.Length(max=700),
+        error_messages={"invalid": "Must be an absolute https URL."},
+    )
+    language = fields.String(
+        required=True,
+        validate=validate.Regexp(_LANGUAGE, error="Must be a language code such as en or zh-hans."),
+    )
+    summary = fields.String(
+        required=True, validate=[validate.Length(min=1, max=20_000), _NOT_BLANK]
+    )
+    updated_at = _rfc3339(required=True)
+
+
+class ArticleOut(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    url = fields.String()
+    language = fields.String()
+    summary = fields.String()
+    updated_at = UtcDateTime()
+
+
+class AuditRowOut(Schema):
+    id = fields.Integer()
+    masked_key = fields.String(allow_none=True)
+    endpoint = fields.String()
+    method = fields.String(allow_none=True)
+    response_code = fields.Integer()
+    response_time_ms = fields.Integer()
+    timestamp = UtcDateTime()
+    request_id = fields.String(allow_none=True)
+    error_code = fields.String(allow_none=True)
+
+
+article_in = ArticleIn()
+articles_out = ArticleOut(many=True)
+article_out = ArticleOut()
+audit_rows_out = AuditRowOut(many=True)
+
+
+def load_query(schema: Schema, args) -> dict:
+    """Validate a query string; a 400 that names each bad parameter."""
+    try:
+        return schema.load(args.to_dict(flat=True))
+    except ValidationError as exc:
+        raise validation_error(exc.messages, "parameter") from None
+
+
+def validation_error(messages: dict, what: str, *, record: int | None = None) -> ApiError:
+    details = []
+    for field, problems in _flatten(messages):
+        entry = {"field": field, "message": problems}
+        if record is not None:
+            entry = {"record": record, **entry}
+        details.append(entry)
+    first = details[0]
+    where = f"record {record}: " if record is not None else ""
+    message = f"{where}invalid {what} '{first['field']}': {first['message']}"
+    return ApiError(400, ErrorCode.VALIDATION_ERROR, message, details=details)
+
+
+def _flatten(messages) -> list[tuple[str, str]]:
+    out = []
+    for field, problems in messages.items():
+        if field == "_schema":
+            field = "(record)"
+        if isinstance(problems, dict):
+            problems = [str(v) for v in problems.values()]
+        text = " ".join(map(str, problems)) if isinstance(problems, list) else str(problems)
+        if text == "Unknown field.":
+            text = f"Unknown {field!r}; it is not accepted here."
+        out.append((str(field), text))
+    return out

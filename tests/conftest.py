@@ -1,0 +1,284 @@
+"""Shared fixtures: a fresh MariaDB database per test, the app, and the real service on a port.
+
+Every test that touches the database gets its own database (created, migrated, dropped), named
+after the xdist worker and a random suffix, so tests run in parallel and never touch
+wikimedia_prod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+import pymysql.cursors
+import pytest
+import requests
+
+from service import create_app, schema
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
+DB_PORT = int(os.environ.get("TEST_DB_PORT", "3306"))
+DB_USER = os.environ.get("TEST_DB_USER", "root")
+DB_PASS = os.environ.get("TEST_DB_PASS", "")
+# Settings the tests pass explicitly, so a developer's .env never leaks into a run.
+BASE_SETTINGS = {
+    "DB_HOST": DB_HOST,
+    "DB_PORT": DB_PORT,
+    "DB_USER": DB_USER,
+    "DB_PASS": DB_PASS,
+    "DB_TIME_ZONE": "",
+    "TRUSTED_PROXIES": 0,
+    "AUDIT_FLUSH_INTERVAL": 0.2,
+    "LOG_LEVEL": "INFO",
+}
+
+
+def root_connection(database: str | None = None, **kwargs) -> pymysql.Connection:
+    return pymysql.connect(
+        host=DB_HOST,
+        port=DB_PORT,
+        user=DB_USER,
+        password=DB_PASS,
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        cursorclass=pymysql.cursors.DictCursor,
+        **kwargs,
+    )
+
+
+def new_database_name(prefix: str = "t") -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"{prefix}_{worker}_{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def fresh_database(*, migrate: bool = True, sample: bool = False) -> Iterator[str]:
+    name = new_database_name()
+    conn = root_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        if migrate:
+            db_conn = root_connection(name)
+            try:
+                schema.migrate(db_conn, log=lambda _line: None)
+                if sample:
+                    schema.load_sample_data(db_conn)
+            finally:
+                db_conn.close()
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+class Sql:
+    """Root access to a test database for arranging and asserting."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.conn = root_connection(database)
+
+    def all(self, statement: str, params=None) -> list[dict]:
+        with self.conn.cursor() as cur:
+            cur.execute(statement, params)
+            return list(cur.fetchall())
+
+    def one(self, statement: str, params=None) -> dict | None:
+        rows = self.all(statement, params)
+        return rows[0] if rows else None
+
+    def value(self, statement: str, params=None):
+        row = self.one(statement, params)
+        return None if row is None else next(iter(row.values()))
+
+    def run(self, statement: str, params=None) -> int:
+        with self.conn.cursor() as cur:
+            return cur.execute(statement, params)
+
+    def dump(self) -> str:
+        """Every row of every table and view, as text: for secret scans."""
+        parts = []
+        for row in self.all("SHOW FULL TABLES"):
+            table = next(iter(row.values()))
+            for data in self.all(f"SELECT * FROM `{table}`"):
+                parts.append(f"{table}: {data!r}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    with fresh_database() as name:
+        yield name
+
+
+@pytest.fixture
+def sample_database() -> Iterator[str]:
+    with fresh_database(sample=True) as name:
+        yield name
+
+
+@pytest.fixture
+def sql(database) -> Iterator[Sql]:
+    helper = Sql(database)
+    yield helper
+    helper.close()
+
+
+def make_app(database: str, **overrides):
+    return create_app({**BASE_SETTINGS, "DB_NAME": database, **overrides})
+
+
+@pytest.fixture
+def app_factory(database):
+    """Build apps on the test database; each is shut down (audit flushed) at the end."""
+    apps = []
+
+    def build(**overrides):
+        app = make_app(database, **overrides)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["audit"].close(timeout=2)
+        app.extensions["db"].discard()
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def seeded(sql) -> Sql:
+    """The test database with the sample users, keys and articles loaded."""
+    schema.load_sample_data(sql.conn)
+    return sql
+
+
+def flush_audit(app) -> None:
+    assert app.extensions["audit"].flush(), "audit rows could not be written"
+
+
+@pytest.fixture
+def log_records(caplog):
+    """Every log record of the service, at INFO and above."""
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+# ---------------------------------------------------------------------------------------------
+# The real service: scripts/serve (gunicorn) on a free loopback port.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_service(
+    database: str, log_path: Path, *, workers: int = 2, extra_env: dict | None = None
+) -> Served:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MONITOR_"))},
+        **{k: str(v) for k, v in BASE_SETTINGS.items()},
+        "DB_NAME": database,
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(workers),
+        # The venv's python first on PATH, as scripts/serve expects.
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **(extra_env or {}),
+    }
+    log_file = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "serve")],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    served = Served(process, port, log_path, env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"scripts/serve exited early:\n{served.log_text()}")
+        try:
+            if requests.get(served.url + "/health", timeout=1).status_code == 200:
+                return served
+        except requests.RequestException:
+            time.sleep(0.1)
+    served.stop(signal.SIGKILL)
+    raise RuntimeError(f"scripts/serve did not answer within 30 s:\n{served.log_text()}")
+
+
+@pytest.fixture
+def serve(tmp_path) -> Iterator:
+    """Start the real service; every instance is stopped with SIGTERM at the end."""
+    started: list[Served] = []
+
+    def launch(database: str, **kwargs) -> Served:
+        served = start_service(database, tmp_path / f"serve-{len(started)}.log", **kwargs)
+        started.append(served)
+        return served
+
+    yield launch
+    for served in started:
+        served.stop()
