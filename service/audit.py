@@ -99,7 +99,7 @@ class AuditWriter:
                     log.warning(
                         "audit write failed; %d rows kept for retry",
                         len(self._pending),
-                        extra={"event": "audit_write_failed", "error": type(exc).__name__},
+                        extra={"event": "audit_write_failed", "error": dbmod.describe(exc)},
                     )
                     return False
                 del self._pending[: len(chunk)]

@@ -32,6 +32,12 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection; answer 503."""
 
 
+def describe(exc: BaseException) -> str:
+    """Error class and MySQL error number only: server messages can quote statement text."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return f"{type(exc).__name__} {code}" if code else type(exc).__name__
+
+
 def connect(settings: Settings, *, database: str | None = None, **extra) -> pymysql.Connection:
     """Open a connection with the project's explicit options."""
     conn = pymysql.connect(
@@ -82,7 +88,7 @@ class Database:
             try:
                 conn = connect(self.settings)
             except CONNECTION_ERRORS as exc:
-                raise DatabaseUnavailable(type(exc).__name__) from exc
+                raise DatabaseUnavailable(describe(exc)) from exc
             self._local.conn = conn
             self._local.pid = os.getpid()
         self._local.last_used = now
@@ -105,7 +111,7 @@ class Database:
                 yield cur
         except CONNECTION_ERRORS as exc:
             self.discard()
-            raise DatabaseUnavailable(type(exc).__name__) from exc
+            raise DatabaseUnavailable(describe(exc)) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[pymysql.cursors.DictCursor]:
@@ -118,7 +124,7 @@ class Database:
             conn.commit()
         except CONNECTION_ERRORS as exc:
             self.discard()
-            raise DatabaseUnavailable(type(exc).__name__) from exc
+            raise DatabaseUnavailable(describe(exc)) from exc
         except BaseException:
             try:
                 conn.rollback()
