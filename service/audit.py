@@ -69,17 +69,21 @@ class AuditWriter:
 
     def record(self, row: dict) -> None:
         self._ensure_thread()
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
-            self.overflowed += 1
-            log.warning(
-                "audit buffer full; writing in the request",
-                extra={"event": "audit_overflow", "overflow_count": self.overflowed},
-            )
-            with self._lock:
-                self._pending.append(row)
-            self.flush()
+        # Rows waiting for a retry count against the bound too.
+        if self.waiting < self.settings.AUDIT_BUFFER_SIZE:
+            try:
+                self._queue.put_nowait(row)
+                return
+            except queue.Full:
+                pass
+        self.overflowed += 1
+        log.warning(
+            "audit buffer full; writing in the request",
+            extra={"event": "audit_overflow", "overflow_count": self.overflowed},
+        )
+        with self._lock:
+            self._pending.append(row)
+        self.flush()
 
     def flush(self) -> bool:
         """Write everything buffered so far. True if nothing is left waiting."""

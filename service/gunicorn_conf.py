@@ -28,7 +28,9 @@ limit_request_field_size = 8190
 # Our own structured request log replaces gunicorn's access log.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Never "debug": at that level gunicorn logs every request line, query string included, and a
+# client may have pasted a key there. LOG_LEVEL governs the app's own logs only.
+loglevel = "info"
 # The app is imported in each worker, after fork: no connection can be shared by accident.
 preload_app = False
 

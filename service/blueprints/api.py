@@ -64,13 +64,13 @@ def authenticate_and_meter() -> None:
     now = quota.utc_now()
     today = quota.utc_day(now)
     db = current_app.extensions["db"]
+    key = db.read(auth.identify)
+    g.api_key = key
+    auth.check_usable(key, today)
+    auth.require_scope(key, route.scope)
+    if not route.metered:
+        return
     with db.cursor() as cur:
-        key = auth.identify(cur)
-        g.api_key = key
-        auth.check_usable(key, today)
-        auth.require_scope(key, route.scope)
-        if not route.metered:
-            return
         admitted, used = api_keys.consume_quota(cur, key["id"], today)
     if admitted:
         g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)

@@ -22,8 +22,7 @@ def ready() -> Response:
     retry = {"Retry-After": str(current_app.config["SETTINGS"].DB_RETRY_AFTER)}
     db = current_app.extensions["db"]
     try:
-        with db.cursor() as cur:
-            version = schema.current_version(cur)
+        version = db.read(schema.current_version)
     except DatabaseUnavailable:
         return error_response(
             503, ErrorCode.DB_UNAVAILABLE, "The database does not answer.", headers=retry
