@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
+import pymysql.cursors
 
 from service.config import PROJECT_ROOT
 
@@ -104,7 +105,7 @@ def current_version(cur) -> int:
 def migrate(conn: pymysql.Connection, *, log=print) -> list[Migration]:
     """Apply every pending migration in order; returns those applied (none on a re-run)."""
     applied = []
-    with conn.cursor() as cur:
+    with conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute("SELECT GET_LOCK(%s, 60) AS got", (_LOCK_NAME,))
         if (cur.fetchone() or {}).get("got") != 1:
             raise RuntimeError("another migration is running (lock not granted within 60 s)")
