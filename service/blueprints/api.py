@@ -58,6 +58,8 @@ def policy(*, scope: str | None, metered: bool) -> Callable:
 
 @bp.before_request
 def authenticate_and_meter() -> None:
+    if request.method == "OPTIONS":
+        return  # Flask answers with Allow; a preflight neither needs a key nor costs quota
     route = _POLICIES.get(request.endpoint or "")
     if route is None:  # every api route must declare its policy: fail closed
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")

@@ -280,3 +280,11 @@ def test_unreachable_database_is_503_never_a_pass_or_429(app_factory, seeded):
         response = client.get(path, headers=DEF)
         assert response.status_code == 503, path
         assert int(response.headers["Retry-After"]) > 0
+
+
+def test_options_preflight_needs_no_key_and_costs_nothing(client, seeded):
+    response = client.options("/api/export", headers=ABC)
+    assert response.status_code == 200
+    assert "GET" in response.headers["Allow"]
+    assert "X-RateLimit-Used" not in response.headers
+    assert state(seeded)[0] == 0
