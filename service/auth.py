@@ -36,7 +36,6 @@ def identify(cur) -> dict:
             401,
             ErrorCode.MISSING_KEY,
             "Send your API key in the X-API-Key header or as 'Authorization: Bearer <key>'.",
-            headers={"WWW-Authenticate": 'Bearer realm="export"'},
         )
     row = None
     # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.

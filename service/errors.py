@@ -68,6 +68,10 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# RFC 9110: every 401 names the scheme a client should use.
+_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="export", charset="UTF-8"'}
+
+
 def error_response(
     status: int,
     code: ErrorCode,
@@ -82,6 +86,8 @@ def error_response(
         body["details"] = details
     response = jsonify(error=body)
     response.status_code = status
+    if status == 401:
+        response.headers.update(_AUTHENTICATE)
     response.headers.update(headers or {})
     # The audit trail reads the code from here rather than parsing the body.
     response.error_code = str(code)

@@ -11,12 +11,13 @@ import binascii
 import re
 from datetime import UTC
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from service.errors import ApiError, ErrorCode
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_STREAM = 10_000_000
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
 _NOT_BLANK = validate.Regexp(r"\S", error="Must not be blank.")
 _CURSOR_PREFIX = b"id:"
@@ -77,15 +78,27 @@ class PageQuery(Schema):
 
 
 class ExportQuery(PageQuery):
-    format = fields.String(load_default="json", validate=validate.OneOf(["json", "ndjson"]))
-
-
-class NdjsonExportQuery(ExportQuery):
-    """With format=ndjson, `limit` is optional: without it the whole result streams."""
+    """With format=ndjson, `limit` is optional (without it every matching row streams) and may
+    exceed a JSON page."""
 
     limit = fields.Integer(
-        load_default=None, validate=validate.Range(min=1, max=10_000_000), strict=False
+        load_default=None, validate=validate.Range(min=1, max=MAX_STREAM), strict=False
     )
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "ndjson"]))
+
+    @validates_schema
+    def _page_bounds(self, data, **kwargs):
+        if data.get("format") == "json" and (data.get("limit") or 0) > MAX_PAGE:
+            raise ValidationError(
+                f"Must be greater than or equal to 1 and less than or equal to {MAX_PAGE}.",
+                "limit",
+            )
+
+    @post_load
+    def _default_page(self, data, **kwargs):
+        if data["format"] == "json" and data["limit"] is None:
+            data["limit"] = DEFAULT_PAGE
+        return data
 
 
 class AuditQuery(PageQuery):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from marshmallow import Schema
 
 from service import auth, quota
 from service.errors import ApiError, ErrorCode
@@ -24,7 +25,6 @@ from service.repositories import api_keys, articles, audit_logs
 from service.schemas import (
     AuditQuery,
     ExportQuery,
-    NdjsonExportQuery,
     articles_out,
     audit_rows_out,
     encode_cursor,
@@ -41,16 +41,18 @@ STREAM_PAGE = 2000
 class RoutePolicy:
     scope: str | None  # None: any valid key
     metered: bool
+    query: type[Schema] | None = None  # validated before metering: a 400 costs no quota
 
 
 _POLICIES: dict[str, RoutePolicy] = {}
 
 
-def policy(*, scope: str | None, metered: bool) -> Callable:
-    """Declare a route's scope and whether it consumes quota; the hook below enforces it."""
+def policy(*, scope: str | None, metered: bool, query: type[Schema] | None = None) -> Callable:
+    """Declare a route's scope, whether it consumes quota and its query schema; the hook below
+    enforces them, in that order."""
 
     def register(view: Callable) -> Callable:
-        _POLICIES[f"{bp.name}.{view.__name__}"] = RoutePolicy(scope, metered)
+        _POLICIES[f"{bp.name}.{view.__name__}"] = RoutePolicy(scope, metered, query)
         return view
 
     return register
@@ -70,6 +72,8 @@ def authenticate_and_meter() -> None:
     g.api_key = key
     auth.check_usable(key, today)
     auth.require_scope(key, route.scope)
+    if route.query is not None:
+        g.params = load_query(route.query(), request.args)
     if not route.metered:
         return
     with db.cursor() as cur:
@@ -99,11 +103,11 @@ def add_quota_headers(response: Response) -> Response:
 
 
 @bp.get("/export")
-@policy(scope="export", metered=True)
+@policy(scope="export", metered=True, query=ExportQuery)
 def export() -> Response:
-    if request.args.get("format") == "ndjson":
-        return _export_ndjson(load_query(NdjsonExportQuery(), request.args))
-    params = load_query(ExportQuery(), request.args)
+    params = g.params
+    if params["format"] == "ndjson":
+        return _export_ndjson(params)
     db = current_app.extensions["db"]
     with db.cursor() as cur:
         rows = articles.page(
@@ -148,9 +152,9 @@ def import_() -> Response:
 
 
 @bp.get("/audit")
-@policy(scope="audit", metered=True)
+@policy(scope="audit", metered=True, query=AuditQuery)
 def audit() -> Response:
-    params = load_query(AuditQuery(), request.args)
+    params = g.params
     key = g.api_key
     # A client's audit key sees its own user's keys; only an admin key sees every row.
     owner = None if auth.ADMIN_SCOPE in key["scopes"] else key["user_id"]

@@ -69,7 +69,7 @@ def test_a_canary_key_never_appears_in_any_response_log_or_table(sample_database
     }
     created = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "service", "keys", "create", "--user-id", "1",
-         "--scopes", "export,import", "--daily-limit", "5"],
+         "--scopes", "export,import", "--daily-limit", "4"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )
     canary = created.stdout.strip()

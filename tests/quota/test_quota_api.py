@@ -288,3 +288,16 @@ def test_options_preflight_needs_no_key_and_costs_nothing(client, seeded):
     assert "GET" in response.headers["Allow"]
     assert "X-RateLimit-Used" not in response.headers
     assert state(seeded)[0] == 0
+
+
+def test_a_request_with_bad_parameters_is_refused_before_metering(client, seeded):
+    for query in ("?limit=0", "?limt=5", "?since=yesterday", "?cursor=%%%", "?format=xml"):
+        assert client.get("/api/export" + query, headers=ABC).status_code == 400
+    assert state(seeded)[0] == 0
+
+
+def test_every_401_names_the_authentication_scheme(client, seeded):
+    for headers in ({}, {"X-API-Key": "nope"}):
+        response = client.get("/api/export", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
