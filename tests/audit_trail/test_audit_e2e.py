@@ -162,7 +162,9 @@ def test_tracebacks_in_the_log_do_not_carry_the_key(sample_database, serve):
     served = serve(sample_database, workers=1)
     sql.run("RENAME TABLE articles TO articles_away")
     try:
-        r = requests.get(served.url + "/api/export", headers={"X-API-Key": "key_DEF456"}, timeout=10)
+        r = requests.get(
+            served.url + "/api/export", headers={"X-API-Key": "key_DEF456"}, timeout=10
+        )
     finally:
         sql.run("RENAME TABLE articles_away TO articles")
     served.stop()

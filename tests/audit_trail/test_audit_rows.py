@@ -89,7 +89,9 @@ def test_a_500_is_audited_and_says_nothing_of_its_cause(app, client, seeded, log
     finally:
         seeded.run("RENAME TABLE articles_gone TO articles")
     assert response.status_code == 500
-    assert response.get_json() == {"error": {"code": "internal_error", "message": "Internal error."}}
+    assert response.get_json() == {
+        "error": {"code": "internal_error", "message": "Internal error."}
+    }
     flush_audit(app)
     assert rows(seeded)[-1]["response_code"] == 500
     assert rows(seeded)[-1]["error_code"] == "internal_error"
