@@ -32,6 +32,7 @@ from flask import Flask, Response, g, request
 
 from service import db as dbmod
 from service.config import Settings
+from service.quota import rfc3339
 from service.repositories import audit_logs
 
 log = logging.getLogger("service.audit")
@@ -235,18 +236,23 @@ def init_app(app: Flask) -> None:
                     "error_code": error_code,
                 }
             )
-        request_log.info(
-            "request",
-            extra={
-                "event": "request",
-                "request_id": request_id,
-                "method": request.method,
-                "path": path,
-                "status": response.status_code,
-                "latency_ms": latency_ms,
-                "key_prefix": key["key_prefix"] if key else None,
-                "error_code": error_code,
-                "remote_addr": request.remote_addr,
-            },
-        )
+        fields = {
+            "event": "request",
+            "request_id": request_id,
+            "method": request.method,
+            "path": path,
+            "status": response.status_code,
+            "latency_ms": latency_ms,
+            "key_prefix": key["key_prefix"] if key else None,
+            "error_code": error_code,
+            "remote_addr": request.remote_addr,
+        }
+        quota_state = g.get("quota")
+        if quota_state is not None:  # support can see where a key stood, and when it resets
+            fields.update(
+                quota_used=quota_state.used,
+                quota_limit=quota_state.limit,
+                quota_reset_at=rfc3339(quota_state.reset_at),
+            )
+        request_log.info("request", extra=fields)
         return response

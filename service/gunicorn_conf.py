@@ -31,6 +31,9 @@ errorlog = "-"
 # Never "debug": at that level gunicorn logs every request line, query string included, and a
 # client may have pasted a key there. LOG_LEVEL governs the app's own logs only.
 loglevel = "info"
+# gunicorn 27's control socket is one fixed path per user: several instances on one host would
+# fight over it, and nothing here uses it.
+control_socket_disable = True
 # The app is imported in each worker, after fork: no connection can be shared by accident.
 preload_app = False
 
