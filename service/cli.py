@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from service import schema
 from service.db import connect
@@ -49,6 +50,7 @@ def ensure_database(settings) -> None:
 
 
 @click.command("migrate")
+@with_appcontext
 def migrate_command() -> None:
     """Create the database if needed and apply pending migrations (a re-run is a no-op)."""
     settings = _settings()
@@ -62,6 +64,7 @@ def migrate_command() -> None:
 
 
 @click.command("load-sample-data")
+@with_appcontext
 def load_sample_data_command() -> None:
     """Load the sample users, keys and articles (idempotent). Never run in production."""
     conn = connect(_settings())
@@ -74,6 +77,7 @@ def load_sample_data_command() -> None:
 
 @click.command("build-sample-sql")
 @click.option("--check", is_flag=True, help="Exit 1 if sql/sample_database.sql is out of date.")
+@with_appcontext
 def build_sample_sql_command(check: bool) -> None:
     """Regenerate sql/sample_database.sql from the migrations and the sample data."""
     text = schema.build_sample_database_sql()
@@ -109,6 +113,7 @@ def _parse_scopes(value: str) -> set[str]:
 @click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Last UTC day the key works (YYYY-MM-DD); default: never expires.")
 @click.option("--label", default=None, help="A note for operators (never shown to clients).")
+@with_appcontext
 def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> None:
     """Print a new key alone on stdout, once. Store it now: it cannot be shown again."""
     scope_set = _parse_scopes(scopes)
@@ -140,6 +145,7 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
 
 
 @keys_group.command("list")
+@with_appcontext
 def keys_list() -> None:
     """Every key by id and prefix (never the key), with today's usage."""
     conn = connect(_settings())
@@ -169,6 +175,7 @@ def keys_list() -> None:
 
 @keys_group.command("revoke")
 @click.argument("key_id", type=click.IntRange(min=1))
+@with_appcontext
 def keys_revoke(key_id: int) -> None:
     """Disable a key at once (by the id `keys list` shows)."""
     conn = connect(_settings())
@@ -188,6 +195,7 @@ def keys_revoke(key_id: int) -> None:
 @click.option("--batch", type=click.IntRange(min=1, max=100_000), default=5000, show_default=True)
 @click.option("--pause", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Seconds between batches, so the purge never holds locks for long.")
+@with_appcontext
 def purge_audit_logs_command(days: int | None, batch: int, pause: float) -> None:
     """Delete audit rows older than the retention period, in batches (meant for cron)."""
     settings = _settings()

@@ -67,9 +67,11 @@ class Settings:
             raise ConfigError("DB_PORT must be between 1 and 65535")
         if not self.DB_NAME.replace("_", "").isalnum():
             raise ConfigError("DB_NAME may hold only letters, digits and underscores")
-        for name in ("TRUSTED_PROXIES", "AUDIT_RETENTION_DAYS", "DB_RETRY_AFTER"):
+        for name in ("TRUSTED_PROXIES", "DB_RETRY_AFTER"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.AUDIT_RETENTION_DAYS < 1:
+            raise ConfigError("AUDIT_RETENTION_DAYS must be at least 1 (0 would purge every row)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError("MAX_BODY_BYTES must be at least 1024")
         if self.AUDIT_BUFFER_SIZE < 1 or not 0 < self.AUDIT_FLUSH_INTERVAL <= 1:

@@ -23,8 +23,27 @@ from service.config import Settings
 
 T = TypeVar("T")
 
-# Errors that mean "the database could not be asked", as opposed to a bad statement.
+# PyMySQL raises OperationalError both for "the database could not be asked" and for errors a
+# retry cannot mend (a missing privilege, 1142/1143/1044). Only these numbers mean unavailable
+# (answer 503 and reconnect); the rest are bugs or misconfiguration (500, connection kept).
+UNAVAILABLE_CODES = frozenset({
+    1040,  # too many connections
+    1045,  # access denied at connect (credentials rotated under us)
+    1053,  # server shutdown in progress
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1927,  # connection killed (MariaDB)
+    2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055,  # client: cannot connect, gone, lost
+    4031,  # disconnected by the server (MySQL 8)
+})
 CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code is None or code in UNAVAILABLE_CODES
 
 # A connection idle longer than this is pinged before use: MySQL may have closed it
 # (wait_timeout), and a ping is cheaper than a failed request.
@@ -113,6 +132,8 @@ class Database:
             with conn.cursor() as cur:
                 yield cur
         except CONNECTION_ERRORS as exc:
+            if not is_unavailable(exc):
+                raise
             self.discard()
             raise DatabaseUnavailable(describe(exc)) from exc
 
@@ -140,6 +161,10 @@ class Database:
                 yield cur
             conn.commit()
         except CONNECTION_ERRORS as exc:
+            if not is_unavailable(exc):
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    conn.rollback()
+                raise
             self.discard()
             raise DatabaseUnavailable(describe(exc)) from exc
         except BaseException:

@@ -2,126 +2,36 @@
 
 Every test that touches the database gets its own database (created, migrated, dropped), named
 after the xdist worker and a random suffix, so tests run in parallel and never touch
-wikimedia_prod.
+wikimedia_prod. The helpers behind them are in testkit.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import pymysql
-import pymysql.cursors
 import pytest
-import requests
 
-from service import create_app, schema
-
-ROOT = Path(__file__).resolve().parent.parent
-DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
-DB_PORT = int(os.environ.get("TEST_DB_PORT", "3306"))
-DB_USER = os.environ.get("TEST_DB_USER", "root")
-DB_PASS = os.environ.get("TEST_DB_PASS", "")
-# Settings the tests pass explicitly, so a developer's .env never leaks into a run.
-BASE_SETTINGS = {
-    "DB_HOST": DB_HOST,
-    "DB_PORT": DB_PORT,
-    "DB_USER": DB_USER,
-    "DB_PASS": DB_PASS,
-    "DB_TIME_ZONE": "",
-    "TRUSTED_PROXIES": 0,
-    "AUDIT_FLUSH_INTERVAL": 0.2,
-    "LOG_LEVEL": "INFO",
-}
-
-
-def root_connection(database: str | None = None, **kwargs) -> pymysql.Connection:
-    return pymysql.connect(
-        host=DB_HOST,
-        port=DB_PORT,
-        user=DB_USER,
-        password=DB_PASS,
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        cursorclass=pymysql.cursors.DictCursor,
-        **kwargs,
-    )
-
-
-def new_database_name(prefix: str = "t") -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"{prefix}_{worker}_{uuid.uuid4().hex[:10]}"
-
-
-@contextlib.contextmanager
-def fresh_database(*, migrate: bool = True, sample: bool = False) -> Iterator[str]:
-    name = new_database_name()
-    conn = root_connection()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        if migrate:
-            db_conn = root_connection(name)
-            try:
-                schema.migrate(db_conn, log=lambda _line: None)
-                if sample:
-                    schema.load_sample_data(db_conn)
-            finally:
-                db_conn.close()
-        yield name
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
-
-
-class Sql:
-    """Root access to a test database for arranging and asserting."""
-
-    def __init__(self, database: str):
-        self.database = database
-        self.conn = root_connection(database)
-
-    def all(self, statement: str, params=None) -> list[dict]:
-        with self.conn.cursor() as cur:
-            cur.execute(statement, params)
-            return list(cur.fetchall())
-
-    def one(self, statement: str, params=None) -> dict | None:
-        rows = self.all(statement, params)
-        return rows[0] if rows else None
-
-    def value(self, statement: str, params=None):
-        row = self.one(statement, params)
-        return None if row is None else next(iter(row.values()))
-
-    def run(self, statement: str, params=None) -> int:
-        with self.conn.cursor() as cur:
-            return cur.execute(statement, params)
-
-    def dump(self) -> str:
-        """Every row of every table and view, as text: for secret scans."""
-        parts = []
-        for row in self.all("SHOW FULL TABLES"):
-            table = next(iter(row.values()))
-            for data in self.all(f"SELECT * FROM `{table}`"):
-                parts.append(f"{table}: {data!r}")
-        return "\n".join(parts)
-
-    def close(self) -> None:
-        self.conn.close()
+from service import schema
+from testkit import (  # noqa: F401 - re-exported for older imports by path
+    BASE_SETTINGS,
+    DB_HOST,
+    DB_PASS,
+    DB_PORT,
+    DB_USER,
+    ROOT,
+    Served,
+    Sql,
+    TcpRelay,
+    flush_audit,
+    free_port,
+    fresh_database,
+    make_app,
+    new_database_name,
+    root_connection,
+    start_service,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -141,10 +51,6 @@ def sql(database) -> Iterator[Sql]:
     helper = Sql(database)
     yield helper
     helper.close()
-
-
-def make_app(database: str, **overrides):
-    return create_app({**BASE_SETTINGS, "DB_NAME": database, **overrides})
 
 
 @pytest.fixture
@@ -185,88 +91,11 @@ def seeded(sql) -> Sql:
     return sql
 
 
-def flush_audit(app) -> None:
-    assert app.extensions["audit"].flush(), "audit rows could not be written"
-
-
 @pytest.fixture
 def log_records(caplog):
     """Every log record of the service, at INFO and above."""
     caplog.set_level(logging.INFO)
     return caplog
-
-
-# ---------------------------------------------------------------------------------------------
-# The real service: scripts/serve (gunicorn) on a free loopback port.
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-    env: dict = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def start_service(
-    database: str, log_path: Path, *, workers: int = 2, extra_env: dict | None = None
-) -> Served:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MONITOR_"))},
-        **{k: str(v) for k, v in BASE_SETTINGS.items()},
-        "DB_NAME": database,
-        "PORT": str(port),
-        "BIND_HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": str(workers),
-        # The venv's python first on PATH, as scripts/serve expects.
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        **(extra_env or {}),
-    }
-    log_file = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
-    process = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve")],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    served = Served(process, port, log_path, env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"scripts/serve exited early:\n{served.log_text()}")
-        try:
-            if requests.get(served.url + "/health", timeout=1).status_code == 200:
-                return served
-        except requests.RequestException:
-            time.sleep(0.1)
-    served.stop(signal.SIGKILL)
-    raise RuntimeError(f"scripts/serve did not answer within 30 s:\n{served.log_text()}")
 
 
 @pytest.fixture
@@ -284,89 +113,8 @@ def serve(tmp_path) -> Iterator:
         served.stop()
 
 
-# ---------------------------------------------------------------------------------------------
-# A TCP relay between the service and MariaDB that a test can cut and restore: "the database
-# goes away mid-run" without touching the shared server.
-
-
-class TcpRelay:
-    def __init__(self, target_host: str = DB_HOST, target_port: int = DB_PORT):
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        """Refuse new connections and drop every open one."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    close = cut
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
 @pytest.fixture
 def db_relay() -> Iterator[TcpRelay]:
     relay = TcpRelay()
     yield relay
     relay.close()
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
-    """Poll until predicate() is truthy; returns its value or fails the test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BASE_SETTINGS, ROOT, Sql, TcpRelay, wait_until
+
+from testkit import BASE_SETTINGS, ROOT, Sql, TcpRelay, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -6,10 +6,10 @@ import logging
 from datetime import datetime
 
 import pytest
-from conftest import flush_audit, free_port, wait_until
 from freezegun import freeze_time
 
 from service.errors import ErrorCode
+from testkit import flush_audit, free_port, wait_until
 
 ABC = {"X-API-Key": "key_ABC123"}
 DEF = {"X-API-Key": "key_DEF456"}

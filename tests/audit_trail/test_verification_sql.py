@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT
+from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT
 
 
 def run_file(database: str) -> str:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
+from testkit import ROOT
 
 pytestmark = pytest.mark.e2e
 MONITOR = ROOT / "scripts" / "service_monitor.py"

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pytest
-from conftest import free_port, wait_until
 from freezegun import freeze_time
+
+from testkit import free_port, wait_until
 
 ABC = {"X-API-Key": "key_ABC123"}  # limit 5
 DEF = {"X-API-Key": "key_DEF456"}

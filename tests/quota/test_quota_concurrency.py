@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import Sql, TcpRelay, wait_until
+
+from testkit import Sql, TcpRelay, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
