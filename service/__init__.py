@@ -27,7 +27,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_BODY_BYTES
     app.json.sort_keys = False  # error bodies read code, message, then details
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL.upper())
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)

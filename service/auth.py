@@ -18,13 +18,18 @@ from service.repositories import api_keys
 ADMIN_SCOPE = "admin"
 
 
+# HTTP's optional whitespace only: str.strip() would also remove Unicode spaces, and a key
+# followed by a no-break space is not the key.
+_OWS = " \t"
+
+
 def presented_key() -> str | None:
-    value = request.headers.get("X-API-Key", "").strip()
+    value = request.headers.get("X-API-Key", "").strip(_OWS)
     if value:
         return value
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
+    scheme, _, token = request.headers.get("Authorization", "").strip(_OWS).partition(" ")
+    if scheme.lower() == "bearer" and token.strip(_OWS):
+        return token.strip(_OWS)
     return None
 
 

@@ -7,6 +7,7 @@ tests pass a mapping to `create_app()` which wins over both.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_OFFSET = re.compile(r"^[+-](?:0\d|1[0-3]):[0-5]\d$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -27,7 +30,7 @@ class Settings:
     DB_HOST: str = "127.0.0.1"
     DB_PORT: int = 3306
     DB_NAME: str = "wikimedia_prod"
-    # Optional session time zone for the service's connections (e.g. "+14:00"). Quota and audit
+    # Optional session time zone for the service's connections (e.g. "+13:00"). Quota and audit
     # never depend on it; it exists so tests can prove that.
     DB_TIME_ZONE: str = ""
     DB_CONNECT_TIMEOUT: float = 3.0
@@ -74,6 +77,13 @@ class Settings:
             raise ConfigError("AUDIT_RETENTION_DAYS must be at least 1 (0 would purge every row)")
         if self.MAX_BODY_BYTES < 1024:
             raise ConfigError("MAX_BODY_BYTES must be at least 1024")
+        for name in ("DB_CONNECT_TIMEOUT", "DB_READ_TIMEOUT", "DB_WRITE_TIMEOUT"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be a number of seconds above 0 (at most 3600)")
+        if self.DB_TIME_ZONE and not _OFFSET.match(self.DB_TIME_ZONE):
+            raise ConfigError("DB_TIME_ZONE must be empty or an offset such as +13:00")
+        if self.LOG_LEVEL.upper() not in _LOG_LEVELS:
+            raise ConfigError("LOG_LEVEL must be one of " + ", ".join(_LOG_LEVELS))
         if self.AUDIT_BUFFER_SIZE < 1 or not 0 < self.AUDIT_FLUSH_INTERVAL <= 1:
             raise ConfigError("AUDIT_BUFFER_SIZE must be >= 1, AUDIT_FLUSH_INTERVAL in (0, 1]")
 

@@ -58,8 +58,19 @@ class UtcDateTime(fields.DateTime):
         return value.isoformat(timespec="seconds") + "Z"
 
 
-def _rfc3339(**kwargs) -> fields.AwareDateTime:
-    return fields.AwareDateTime(
+class Rfc3339(fields.AwareDateTime):
+    """An aware date-time, normalised to UTC; instants beyond year 9999 UTC are a 400."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of the supported range (years 1 to 9999, UTC).") from None
+
+
+def _rfc3339(**kwargs) -> Rfc3339:
+    return Rfc3339(
         format="iso",
         error_messages={
             "invalid": "Not a valid RFC 3339 date-time (e.g. 2026-01-31T00:00:00Z).",
