@@ -57,3 +57,14 @@ def test_an_endpoint_slower_than_the_threshold_fails(sample_database, serve, tmp
     assert all(
         "latency_exceeded" in [r["code"] for r in c["reasons"]] for c in report["checks"]
     )
+
+
+def test_committed_sample_reports_follow_the_schema():
+    import jsonschema
+
+    schema = json.loads((ROOT / "monitoring" / "report.schema.json").read_text())
+    reports = sorted((ROOT / "monitoring").glob("report-*.json"))
+    assert {json.loads(p.read_text())["status"] for p in reports} == {"pass", "fail"}
+    for path in reports:
+        jsonschema.validate(json.loads(path.read_text()), schema)
+        assert "key_DEF456" not in path.read_text()
