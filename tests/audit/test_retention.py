@@ -3,7 +3,6 @@ AUDIT_RETENTION_DAYS (default 90), in batches, with a UTC cutoff whatever the ho
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -168,17 +167,8 @@ def test_zero_days_is_refused(app, sql):
 def zones(request) -> Iterator[str]:
     """The process runs in UTC+14 or UTC-11 for the test, then gets its own zone back."""
     host, session = request.param
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = host
-    time.tzset()
-    try:
+    with _root.host_tz(host):
         yield session
-    finally:
-        if saved is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 def test_cutoff_is_utc_whatever_the_host_and_session_zones(zones, app_factory, sql):

@@ -9,23 +9,13 @@ from __future__ import annotations
 import base64
 
 import pytest
-from foundation_support import ABC, DEF, assert_error, shared_app
+from foundation_support import ABC, DEF, assert_error
 
 from testkit import flush_audit
 
 EXPORT = "/api/export?limit=1"
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with shared_app() as pair:
-        yield pair
-
-
-@pytest.fixture
-def reader(shared):
-    """A client on the module's shared sample database (tests that change nothing)."""
-    return shared[0].test_client()
 
 
 def test_valid_key_in_x_api_key(reader):

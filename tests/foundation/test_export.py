@@ -9,7 +9,7 @@ import base64
 import json
 
 import pytest
-from foundation_support import DEF, assert_error, names_field, shared_app
+from foundation_support import DEF, assert_error, names_field
 
 from service.blueprints import api as api_blueprint
 from service.repositories import articles as articles_repo
@@ -17,21 +17,6 @@ from service.repositories import articles as articles_repo
 FIELDS = {"id", "title", "url", "language", "summary", "updated_at"}
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with shared_app() as pair:
-        yield pair
-
-
-@pytest.fixture
-def reader(shared):
-    """A client on the module's shared sample database (tests that change nothing)."""
-    return shared[0].test_client()
-
-
-@pytest.fixture
-def shared_sql(shared):
-    return shared[1]
 
 
 def expected_rows(sql, where: str = "1=1", params=None) -> list[dict]:

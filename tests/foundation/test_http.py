@@ -9,7 +9,7 @@ import logging
 import uuid
 
 import pytest
-from foundation_support import ABC, DEF, assert_error, shared_app
+from foundation_support import ABC, DEF, assert_error
 
 from service.logging_setup import JsonFormatter
 from service.repositories import articles as articles_repo
@@ -20,15 +20,6 @@ FORBIDDEN_WORDS = ["password", "email", "@example.com", "api_keys", "audit_logs"
                    "schema_migrations", "processlist", "threads"]
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with shared_app() as pair:
-        yield pair
-
-
-@pytest.fixture
-def reader(shared):
-    return shared[0].test_client()
 
 
 @pytest.fixture

@@ -8,45 +8,21 @@ defect comes back.
 from __future__ import annotations
 
 import inspect
-import os
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
-from foundation_support import ABC, DEF, assert_error, invoke, shared_app, table_counts
+from foundation_support import ABC, DEF, assert_error, invoke, table_counts
 from freezegun import freeze_time
 
 from service import audit
-from testkit import ROOT, flush_audit
+from testkit import ROOT, flush_audit, host_tz
 
 EXPORT = "/api/export?limit=1"
 
 
-@pytest.fixture(scope="module")
-def shared():
-    with shared_app() as pair:
-        yield pair
 
 
-@pytest.fixture
-def reader(shared):
-    return shared[0].test_client()
-
-
-@contextmanager
-def host_tz(name: str):
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,16 +5,13 @@ Time is frozen with freezegun and moved across midnight; nothing sleeps for a re
 
 from __future__ import annotations
 
-import os
 import threading
-import time
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pytest
 from freezegun import freeze_time
 
-from testkit import free_port, wait_until
+from testkit import free_port, host_tz, wait_until
 
 ABC = {"X-API-Key": "key_ABC123"}  # limit 5
 DEF = {"X-API-Key": "key_DEF456"}
@@ -30,19 +27,6 @@ def reset_epoch(day: str) -> str:
     return str(int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()))
 
 
-@contextmanager
-def host_tz(name: str):
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old
-        time.tzset()
 
 
 def test_five_admitted_with_headers_counting_down_then_429(client, seeded):
