@@ -6,6 +6,9 @@
   when the stored day is before today, increments it otherwise, and admits the request only if the
   stored day is before today or the count is under the limit. The affected-row count is the
   decision; no SELECT-then-write, so concurrent requests can never pass the limit.
+* A key that the authentication read already shows spent for today is refused without the UPDATE
+  (`spent()`): a count only grows within its day, so the UPDATE would refuse it as well. Only
+  refusals are decided that way; every admission is the UPDATE's.
 * The stored day never moves backwards: an instance whose clock lags behind another one's near
   midnight counts against the newer day instead of rewinding it.
 * Nothing runs at midnight: a key spent yesterday is simply free on its next request today.
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -52,7 +56,7 @@ class QuotaState:
     def remaining(self) -> int:
         return max(0, self.limit - self.used)
 
-    @property
+    @functools.cached_property  # read up to 7 times per request (headers, body, log)
     def reset_at(self) -> datetime:
         return next_reset(self.now)
 
@@ -95,6 +99,13 @@ def used_today(calls_made: int, last_reset: date | None, today: date) -> int:
     return calls_made
 
 
+def spent(calls_made: int, last_reset: date | None, limit: int, today: date) -> bool:
+    """True when a key's stored count refuses a request today: exactly the negation of the
+    admission condition of `repositories.api_keys.CONSUME_QUOTA`."""
+    return last_reset is not None and last_reset >= today and calls_made >= limit
+
+
+@functools.lru_cache(maxsize=64)  # strftime is slow, and the same few instants recur all day
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

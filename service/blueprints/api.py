@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from service.repositories import api_keys, articles, audit_logs
 from service.schemas import (
     AuditQuery,
     ExportQuery,
-    articles_out,
+    article_ndjson_line,
     audit_rows_out,
+    dump_article,
     encode_cursor,
     load_query,
 )
@@ -73,11 +75,16 @@ def authenticate_and_meter() -> None:
     auth.check_usable(key, today)
     auth.require_scope(key, route.scope)
     if route.query is not None:
-        g.params = load_query(route.query(), request.args)
+        g.params = _valid_query(route.query)
     if not route.metered:
         return
-    with db.cursor() as cur:
-        admitted, used = api_keys.consume_quota(cur, key["id"], today)
+    admitted = False
+    # A key the read above already shows spent for today is refused without the UPDATE: counts
+    # only grow within a day, so the UPDATE would refuse it too (the decision is the read's, an
+    # instant earlier). It spares a refused request a write and a lock on the key's row.
+    if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
+        with db.cursor() as cur:
+            admitted, used = api_keys.consume_quota(cur, key["id"], today)
     if admitted:
         g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
         return
@@ -116,7 +123,8 @@ def export() -> Response:
     has_more = len(rows) > params["limit"]
     rows = rows[: params["limit"]]
     next_cursor = encode_cursor(rows[-1]["id"]) if has_more else None
-    return _json({"status": "success", "data": articles_out.dump(rows), "next_cursor": next_cursor})
+    data = [dump_article(row) for row in rows]
+    return _json({"status": "success", "data": data, "next_cursor": next_cursor})
 
 
 def _export_ndjson(params: dict) -> Response:
@@ -129,12 +137,12 @@ def _export_ndjson(params: dict) -> Response:
         while remaining is None or remaining > 0:
             size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
             with db.cursor() as cur:
-                rows = articles.page(cur, before_id=before_id, since=params["since"], limit=size)
+                rows = articles.page(
+                    cur, before_id=before_id, since=params["since"], limit=size, dates_as_text=True
+                )
             if not rows:
                 return
-            yield "".join(
-                json.dumps(item, ensure_ascii=False) + "\n" for item in articles_out.dump(rows)
-            ).encode()
+            yield "".join(map(article_ndjson_line, rows)).encode()
             before_id = rows[-1]["id"]
             if remaining is not None:
                 remaining -= len(rows)
@@ -188,7 +196,34 @@ def usage() -> Response:
     return _json(body)
 
 
+# Built once: json.dumps() with options builds a new encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+@functools.cache
+def _schema(cls: type[Schema]) -> Schema:
+    """One instance per query schema: building a marshmallow Schema deep-copies its fields, and
+    loading with an instance keeps no state."""
+    return cls()
+
+
+# Validated query strings, by schema and raw query string: validation is a pure function of the
+# two (no clock, no settings), and clients repeat the same few queries. A bad query raises and is
+# never kept; the cache is emptied when full, so it stays small whatever clients send.
+_VALID_QUERIES: dict[tuple[type[Schema], bytes], dict] = {}
+_VALID_QUERIES_MAX = 512
+
+
+def _valid_query(cls: type[Schema]) -> dict:
+    key = (cls, request.query_string)
+    params = _VALID_QUERIES.get(key)
+    if params is None:
+        params = load_query(_schema(cls), request.args)
+        if len(_VALID_QUERIES) >= _VALID_QUERIES_MAX:
+            _VALID_QUERIES.clear()
+        _VALID_QUERIES[key] = params
+    return dict(params)  # values are immutable (int, str, datetime, None); the dict is the caller's
+
+
 def _json(body: dict) -> Response:
-    return current_app.response_class(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")), mimetype="application/json"
-    )
+    return current_app.response_class(_JSON.encode(body), mimetype="application/json")

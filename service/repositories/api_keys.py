@@ -9,8 +9,16 @@ _KEY_COLUMNS = """
     k.is_valid, k.expires_at, k.revoked_at, k.created_at, u.is_active AS user_active
 """
 
+# Every request runs this: it reads only what authentication, scope, quota and audit use (PyMySQL
+# parses a descriptor for each column of each result, in Python; label and created_at are the
+# CLI's).
+_AUTH_COLUMNS = """
+    k.id, k.user_id, k.key_prefix, k.scopes, k.rate_limit, k.calls_made, k.last_reset,
+    k.is_valid, k.expires_at, k.revoked_at, u.is_active AS user_active
+"""
+
 FIND_BY_HASH = (
-    "SELECT" + _KEY_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
+    "SELECT" + _AUTH_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
     "WHERE k.key_hash = %(key_hash)s"
 )
 

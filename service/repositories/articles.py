@@ -18,6 +18,19 @@ SELECT id, title, url, language, summary, updated_at
  LIMIT %(limit)s
 """
 
+# The NDJSON export's page: PAGE's rows, with updated_at already the RFC 3339 text that
+# schemas.UtcDateTime makes of it (the column is DATETIME, whole seconds), so that neither PyMySQL
+# nor Python parses and re-formats a datetime per row.
+PAGE_FOR_STREAM = """
+SELECT id, title, url, language, summary,
+       DATE_FORMAT(updated_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ') AS updated_at
+  FROM articles
+ WHERE (%(before_id)s IS NULL OR id < %(before_id)s)
+   AND (%(since)s IS NULL OR updated_at >= %(since)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+
 # VALUES() is deprecated on MySQL 8.0.20+ but still works there, and MariaDB has no row alias
 # (`AS new`): it is the one spelling both accept.
 UPSERT = """
@@ -31,8 +44,12 @@ ON DUPLICATE KEY UPDATE
 """
 
 
-def page(cur, *, before_id: int | None, since: datetime | None, limit: int) -> list[dict]:
-    cur.execute(PAGE, {"before_id": before_id, "since": naive_utc(since), "limit": limit})
+def page(
+    cur, *, before_id: int | None, since: datetime | None, limit: int, dates_as_text: bool = False
+) -> list[dict]:
+    """One keyset page. `dates_as_text`: updated_at as RFC 3339 text (PAGE_FOR_STREAM)."""
+    query = PAGE_FOR_STREAM if dates_as_text else PAGE
+    cur.execute(query, {"before_id": before_id, "since": naive_utc(since), "limit": limit})
     return cur.fetchall()
 
 

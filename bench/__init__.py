@@ -1,0 +1,1 @@
+"""Benchmark support for scripts/bench: the baseline app and the wrk script."""

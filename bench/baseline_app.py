@@ -1,0 +1,96 @@
+"""Baselines for scripts/bench: the least a Flask route can cost on this machine, without a
+database statement, with one, and with the export's three. Served by the same gunicorn
+configuration as the service (`gunicorn -c service/gunicorn_conf.py bench.baseline_app:app`),
+against the same MariaDB.
+
+* `GET /b0`: a bare Flask route, no database.
+* `GET /b1`: one primary-key SELECT (`api_keys` row `BENCH_B1_ID`).
+* `GET /b2`: one single-row autocommit UPDATE (`calls_made + 1` on `api_keys` row `BENCH_B2_ID`):
+  the least a durable per-request counter can cost. One row, as the service's F run meters one key.
+* `GET /b3`: the three statements an admitted export runs, with the service's own SQL and nothing
+  around them (no hooks, validation, audit, log or headers): the key by hash (`BENCH_B3_HASH`), the
+  quota UPDATE, a one-article page. F against B3 is the service's own cost; B3 against B2 the cost
+  of the statements.
+
+Each worker opens its own PyMySQL connection on first use, after gunicorn has forked. Only the
+service's SQL text is borrowed (for B3); the service never imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import pymysql
+import pymysql.cursors
+from flask import Flask, Response
+
+from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
+from service.repositories.articles import PAGE
+
+app = Flask(__name__)
+_conn: pymysql.Connection | None = None
+_pid: int | None = None
+
+SELECT_ONE = "SELECT id, rate_limit, calls_made, last_reset FROM api_keys WHERE id = %s"
+UPDATE_ONE = "UPDATE api_keys SET calls_made = calls_made + 1 WHERE id = %s"
+B1_ID = int(os.environ.get("BENCH_B1_ID", "0"))
+B2_ID = int(os.environ.get("BENCH_B2_ID", "0"))
+B3_HASH = os.environ.get("BENCH_B3_HASH", "")
+
+
+def connection() -> pymysql.Connection:
+    global _conn, _pid
+    if _conn is None or _pid != os.getpid():
+        _conn = pymysql.connect(
+            host=os.environ.get("DB_HOST", "127.0.0.1"),
+            port=int(os.environ.get("DB_PORT", "3306")),
+            user=os.environ.get("DB_USER", "root"),
+            password=os.environ.get("DB_PASS", ""),
+            database=os.environ["DB_NAME"],
+            charset="utf8mb4",
+            autocommit=True,
+            cursorclass=pymysql.cursors.DictCursor,
+        )
+        _pid = os.getpid()
+    return _conn
+
+
+def _json(body: dict) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
+
+
+@app.get("/b0")
+def b0() -> Response:
+    return _json({"status": "success"})
+
+
+@app.get("/b1")
+def b1() -> Response:
+    with connection().cursor() as cur:
+        cur.execute(SELECT_ONE, (B1_ID,))
+        row = cur.fetchone()
+    return _json({"status": "success", "id": row["id"], "limit": row["rate_limit"],
+                  "used": row["calls_made"]})
+
+
+@app.get("/b2")
+def b2() -> Response:
+    with connection().cursor() as cur:
+        changed = cur.execute(UPDATE_ONE, (B2_ID,))
+    return _json({"status": "success", "updated": changed})
+
+
+@app.get("/b3")
+def b3() -> Response:
+    with connection().cursor() as cur:
+        cur.execute(FIND_BY_HASH, {"key_hash": B3_HASH})
+        key = cur.fetchone()
+        today = datetime.now(UTC).date()
+        admitted = cur.execute(CONSUME_QUOTA, {"key_id": key["id"], "today": today}) == 1
+        cur.execute(PAGE, {"before_id": None, "since": None, "limit": 2})
+        rows = cur.fetchall()
+    article = rows[0]
+    return _json({"status": "success", "admitted": admitted, "used": cur.lastrowid,
+                  "data": [{**article, "updated_at": article["updated_at"].isoformat()}]})

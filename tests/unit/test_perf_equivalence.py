@@ -1,0 +1,78 @@
+"""The export's hand-written serializers (service/schemas.py, docs/performance.md) produce exactly
+what the marshmallow schema and json.dumps produced before them, byte for byte."""
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from service.schemas import ArticleOut, article_ndjson_line, dump_article, utc_rfc3339
+
+TRICKY = [
+    "plain",
+    'quote " backslash \\ slash /',
+    "controls \n \r \t \b \f \x00 \x01 \x1f \x7f",
+    "unicode é ß 中文 😀 \u2028 \u2029 \ufeff",
+    "</script><!-- &amp;",
+    "",
+]
+
+
+def rows():
+    moments = [
+        datetime(2024, 1, 2, 3, 4, 5),
+        datetime(2024, 1, 2, 3, 4, 5, 123456),
+        datetime(1, 1, 1),
+        datetime(9999, 12, 31, 23, 59, 59),
+        datetime(2024, 6, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+    ]
+    for i, (text, moment) in enumerate(zip(TRICKY * 2, moments * 3, strict=False), start=1):
+        yield {
+            "id": i * 1_000_003,
+            "title": f"Title {text}",
+            "url": f"https://en.wikipedia.org/wiki/{text}",
+            "language": "zh-hans",
+            "summary": text * 3,
+            "updated_at": moment,
+        }
+
+
+@pytest.mark.parametrize("row", list(rows()), ids=lambda r: str(r["id"]))
+def test_dump_article_is_the_schema_dump(row):
+    assert dump_article(row) == ArticleOut().dump(row)
+    assert list(dump_article(row)) == list(ArticleOut().dump(row))  # same key order
+
+
+@pytest.mark.parametrize("row", list(rows()), ids=lambda r: str(r["id"]))
+def test_ndjson_line_is_json_dumps_of_the_schema_dump(row):
+    expected = json.dumps(ArticleOut().dump(row), ensure_ascii=False) + "\n"
+    assert article_ndjson_line(row) == expected
+    # The stream's rows carry updated_at already as text (articles.page(dates_as_text=True)).
+    as_text = {**row, "updated_at": utc_rfc3339(row["updated_at"])}
+    assert article_ndjson_line(as_text) == expected
+
+
+def test_sql_date_format_matches_utc_rfc3339(sql):
+    # PAGE_FOR_STREAM formats DATETIME (whole seconds) in SQL; it must read like UtcDateTime.
+    from service.repositories import articles
+
+    sql.run(
+        "INSERT INTO articles (title, url, language, summary, updated_at) VALUES "
+        "('a', 'https://x.org/a', 'en', 's', '2024-01-02 03:04:05'), "
+        "('b', 'https://x.org/b', 'en', 's', '0999-12-31 23:59:59')"
+    )
+    with sql.conn.cursor() as cur:
+        as_text = articles.page(cur, before_id=None, since=None, limit=10, dates_as_text=True)
+        as_dates = articles.page(cur, before_id=None, since=None, limit=10)
+    assert [r["updated_at"] for r in as_text] == [utc_rfc3339(r["updated_at"]) for r in as_dates]
+    assert [r["updated_at"] for r in as_text] == ["0999-12-31T23:59:59Z", "2024-01-02T03:04:05Z"]
+    assert {k: v for k, v in as_text[0].items() if k != "updated_at"} == {
+        k: v for k, v in as_dates[0].items() if k != "updated_at"
+    }
+
+
+def test_utc_rfc3339_converts_aware_values():
+    aware = datetime(2024, 6, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert utc_rfc3339(aware) == "2024-06-01T10:00:00Z"
+    assert utc_rfc3339(aware.astimezone(UTC)) == "2024-06-01T10:00:00Z"
+    assert utc_rfc3339(None) is None
