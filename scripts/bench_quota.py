@@ -6,7 +6,7 @@
 Creates a throw-away database, starts scripts/serve (gunicorn, the production configuration),
 and drives it with wrk (Debian's package; installed if missing). Every metered request makes one
 quota decision: an admitted one (`GET /api/export?limit=1`, which also runs the export query) and
-a refused one (a spent key: authentication + the UPDATE that refuses, nothing else). Next to them,
+a refused one (a spent key: the key read shows it spent, so nothing is written). Next to them,
 the same machine's figure for the least a durable counter can cost: one single-row autocommit
 UPDATE from Python, on one connection and on as many connections as gunicorn has workers.
 Prints figures only; nothing here passes or fails.
@@ -165,7 +165,7 @@ def main() -> int:
     print(f"{f'bare single-row UPDATE, {args.workers} connections':<46} {many:>11,.0f}")
     print(f"{'service: admitted (200, quota + export query)':<46} {admitted['rps']:>11,.0f} "
           f"{admitted['p50']:>9} {admitted['p99']:>9}")
-    print(f"{'service: refused (429, quota only)':<46} {refused['rps']:>11,.0f} "
+    print(f"{'service: refused (429, spent key: one read)':<46} {refused['rps']:>11,.0f} "
           f"{refused['p50']:>9} {refused['p99']:>9}")
     print(f"admitted / bare UPDATE ({args.workers} conns): {admitted['rps'] / many:.2f}; "
           f"refused / bare UPDATE: {refused['rps'] / many:.2f}")
