@@ -60,7 +60,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__} {code}" if code else type(exc).__name__
 
 
-def connect(settings: Settings, *, database: str | None = None, **extra) -> pymysql.Connection:
+def connect(settings: Settings, *, database: str | None = None) -> pymysql.Connection:
     """Open a connection with the project's explicit options."""
     conn = pymysql.connect(
         host=settings.DB_HOST,
@@ -74,7 +74,6 @@ def connect(settings: Settings, *, database: str | None = None, **extra) -> pymy
         read_timeout=settings.DB_READ_TIMEOUT,
         write_timeout=settings.DB_WRITE_TIMEOUT,
         cursorclass=pymysql.cursors.DictCursor,
-        **extra,
     )
     if settings.DB_TIME_ZONE:
         with conn.cursor() as cur:

@@ -200,8 +200,6 @@ def article_ndjson_line(row: dict) -> str:
 
 
 article_in = ArticleIn()
-articles_out = ArticleOut(many=True)
-article_out = ArticleOut()
 audit_rows_out = AuditRowOut(many=True)
 
 
