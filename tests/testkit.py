@@ -307,3 +307,21 @@ def host_tz(name: str) -> Iterator[None]:
         else:
             os.environ["TZ"] = old
         time.tzset()
+
+
+# For modules whose tests touch audit_logs only: one migrated database per module (migrating
+# costs about a second), emptied before each test. Import both names into the module; the second
+# overrides the root `database` fixture there, so `sql`, `app_factory` and `runner` use it.
+@pytest.fixture(scope="module")
+def module_database() -> Iterator[str]:
+    with fresh_database() as name:
+        yield name
+
+
+@pytest.fixture(name="database")
+def database_with_empty_audit_logs(module_database) -> str:
+    conn = root_connection(module_database)
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM audit_logs")
+    conn.close()
+    return module_database

@@ -15,27 +15,13 @@ from freezegun import freeze_time
 import testkit as _root
 from service.cli import purge_audit_logs
 from service.config import Settings
+from testkit import database_with_empty_audit_logs, module_database  # noqa: F401 - fixtures
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)
 
 
-@pytest.fixture(scope="module")
-def module_database() -> Iterator[str]:
-    # Every test here touches audit_logs only: one migrated database per worker is enough.
-    with _root.fresh_database() as name:
-        yield name
-
-
-@pytest.fixture
-def database(module_database) -> str:
-    """Overrides the root fixture (so `sql`, `app_factory`, `runner` use it), emptied per test."""
-    conn = _root.root_connection(module_database)
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM audit_logs")
-    conn.close()
-    return module_database
 
 
 def add_rows(sql, now: datetime, ages: dict[str, timedelta]) -> None:

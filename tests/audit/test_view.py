@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
-
-import testkit as _root
 from service import schema
 from service.repositories import audit_logs
+from testkit import database_with_empty_audit_logs, module_database  # noqa: F401 - fixtures
 
 VIEW_MIGRATION = schema.MIGRATIONS_DIR / "0004_masked_audit_logs.sql"
 VIEW_COLUMNS = [
@@ -19,20 +16,6 @@ VIEW_COLUMNS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def module_database() -> Iterator[str]:
-    with _root.fresh_database() as name:
-        yield name
-
-
-@pytest.fixture
-def database(module_database) -> str:
-    """Overrides the root fixture with one migrated database per worker, emptied per test."""
-    conn = _root.root_connection(module_database)
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM audit_logs")
-    conn.close()
-    return module_database
 
 
 def view_definition(sql) -> str:
