@@ -48,7 +48,7 @@ from pathlib import Path
 import pymysql
 import pymysql.cursors
 
-from service import schema
+from service import migrations
 from service.cli import quote_identifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -883,7 +883,7 @@ def main() -> int:
     servers: list[Server] = []
     try:
         conn = connect(database)
-        schema.migrate(conn, log=lambda _line: None)
+        migrations.migrate(conn, log=lambda _line: None)
         keys = seed(conn, args.f_keys)
         conn.close()
 

@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import schema  # noqa: E402
+from service import migrations  # noqa: E402
 from service.cli import quote_identifier  # noqa: E402
 
 DB = {
@@ -114,8 +114,8 @@ def main() -> int:
     server = None
     try:
         conn = connect(database)
-        schema.migrate(conn, log=lambda _l: None)
-        schema.load_sample_data(conn)
+        migrations.migrate(conn, log=lambda _l: None)
+        migrations.load_sample_data(conn)
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE bench_counter (id INT PRIMARY KEY, n BIGINT NOT NULL)")
             cur.execute("INSERT INTO bench_counter VALUES (1, 0)")

@@ -38,7 +38,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import schema  # noqa: E402
+from service import migrations  # noqa: E402
 from service.cli import quote_identifier  # noqa: E402
 
 MONITORING = ROOT / "monitoring"
@@ -70,8 +70,8 @@ class Database:
         self.admin = pymysql.connect(**DB, autocommit=True)
         self.admin.cursor().execute("CREATE DATABASE " + quote_identifier(self.name))
         conn = pymysql.connect(**DB, database=self.name, autocommit=True)
-        schema.migrate(conn, log=lambda _line: None)
-        schema.load_sample_data(conn)
+        migrations.migrate(conn, log=lambda _line: None)
+        migrations.load_sample_data(conn)
         conn.close()
 
     def drop(self) -> None:

@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from service import schema
+from service import migrations
 from service.db import connect
 from service.keys import generate_key, hash_key, key_prefix
 from service.masking import mask_key
@@ -57,10 +57,11 @@ def migrate_command() -> None:
     ensure_database(settings)
     conn = connect(settings)
     try:
-        applied = schema.migrate(conn, log=lambda line: click.echo(line, err=True))
+        applied = migrations.migrate(conn, log=lambda line: click.echo(line, err=True))
     finally:
         conn.close()
-    click.echo(f"{len(applied)} migration(s) applied; schema at version {schema.latest_version()}")
+    latest = migrations.latest_version()
+    click.echo(f"{len(applied)} migration(s) applied; schema at version {latest}")
 
 
 @click.command("load-sample-data")
@@ -69,7 +70,7 @@ def load_sample_data_command() -> None:
     """Load the sample users, keys and articles (idempotent). Never run in production."""
     conn = connect(_settings())
     try:
-        schema.load_sample_data(conn)
+        migrations.load_sample_data(conn)
     finally:
         conn.close()
     click.echo("sample data loaded (keys key_ABC123 and key_DEF456)")
@@ -80,8 +81,8 @@ def load_sample_data_command() -> None:
 @with_appcontext
 def build_sample_sql_command(check: bool) -> None:
     """Regenerate sql/sample_database.sql from the migrations and the sample data."""
-    text = schema.build_sample_database_sql()
-    path = schema.SAMPLE_DATABASE_FILE
+    text = migrations.build_sample_database_sql()
+    path = migrations.SAMPLE_DATABASE_FILE
     if check:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current != text:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service import schema
+from service import migrations
 from testkit import (  # noqa: F401 - re-exported for older imports by path
     BASE_SETTINGS,
     DB_HOST,
@@ -87,7 +87,7 @@ def runner(app):
 @pytest.fixture
 def seeded(sql) -> Sql:
     """The test database with the sample users, keys and articles loaded."""
-    schema.load_sample_data(sql.conn)
+    migrations.load_sample_data(sql.conn)
     return sql
 
 

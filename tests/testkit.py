@@ -29,7 +29,7 @@ import pymysql.cursors
 import pytest
 import requests
 
-from service import create_app, schema
+from service import create_app, migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
@@ -78,9 +78,9 @@ def fresh_database(*, migrate: bool = True, sample: bool = False) -> Iterator[st
         if migrate:
             db_conn = root_connection(name)
             try:
-                schema.migrate(db_conn, log=lambda _line: None)
+                migrations.migrate(db_conn, log=lambda _line: None)
                 if sample:
-                    schema.load_sample_data(db_conn)
+                    migrations.load_sample_data(db_conn)
             finally:
                 db_conn.close()
         yield name

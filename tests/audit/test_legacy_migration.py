@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 import testkit as _root
-from service import schema
+from service import migrations
 
 LEGACY_SQL = _root.ROOT / "tests" / "fixtures" / "legacy_database.sql"
 _FIRST_LINE = LEGACY_SQL.read_text(encoding="utf-8").splitlines()[0]
@@ -62,7 +62,7 @@ def legacy_database() -> Iterator[str]:
 def migrate(database: str) -> list:
     conn = _root.root_connection(database, init_command=f"SET time_zone = '{LEGACY_ZONE}'")
     try:
-        return schema.migrate(conn, log=lambda _line: None)
+        return migrations.migrate(conn, log=lambda _line: None)
     finally:
         conn.close()
 
@@ -73,7 +73,7 @@ def snapshot_then_migrate(sql) -> dict:
     before = {table: sql.all(f"SELECT * FROM `{table}` ORDER BY id") for table in TABLES}
     before["dump"] = sql.dump()
     applied = migrate(sql.database)
-    assert [m.version for m in applied] == [m.version for m in schema.available()]
+    assert [m.version for m in applied] == [m.version for m in migrations.available()]
     return before
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from service import schema
+from service import migrations
 from service.repositories import audit_logs
 from testkit import database_with_empty_audit_logs, module_database  # noqa: F401 - fixtures
 
-VIEW_MIGRATION = schema.MIGRATIONS_DIR / "0004_masked_audit_logs.sql"
+VIEW_MIGRATION = migrations.MIGRATIONS_DIR / "0004_masked_audit_logs.sql"
 VIEW_COLUMNS = [
     "id", "key_id", "masked_key", "endpoint", "method", "response_code", "response_time_ms",
     "timestamp", "request_id", "error_code",
@@ -73,7 +73,7 @@ def test_create_or_replace_reapplies_cleanly(sql):
         "`timestamp`) VALUES (1, 'key_AB', '/api/export', 200, 5, '2026-01-01 00:00:00')"
     )
     before = view_definition(sql)
-    statements = schema.split_statements(VIEW_MIGRATION.read_text(encoding="utf-8"))
+    statements = migrations.split_statements(VIEW_MIGRATION.read_text(encoding="utf-8"))
     assert len(statements) == 1 and statements[0].startswith("CREATE OR REPLACE")
     for _ in range(2):
         sql.run(statements[0])

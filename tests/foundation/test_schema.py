@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from foundation_support import invoke, table_counts
 
-from service import schema
+from service import migrations
 from testkit import (
     BASE_SETTINGS,
     ROOT,
@@ -129,7 +129,7 @@ def test_rerunning_migrate_is_a_noop(app, sql, database):
 
 
 def test_every_migration_statement_ran(database):
-    for migration in schema.available():
+    for migration in migrations.available():
         assert migration.statements(), f"{migration.path.name} has no statement"
     found = shape(database)
     assert {t for t, kind in found["tables"] if kind == "BASE TABLE"} == TABLES
@@ -159,7 +159,7 @@ def test_sample_database_sql_is_up_to_date(app):
 def test_build_sample_sql_check_fails_when_the_file_is_stale(app, tmp_path, monkeypatch):
     stale = tmp_path / "sample_database.sql"
     stale.write_text(SAMPLE_SQL.read_text() + "\n-- edited by hand\n")
-    monkeypatch.setattr(schema, "SAMPLE_DATABASE_FILE", stale)
+    monkeypatch.setattr(migrations, "SAMPLE_DATABASE_FILE", stale)
     assert invoke(app, "build-sample-sql", "--check").exit_code == 1
     assert invoke(app, "build-sample-sql").exit_code == 0  # rewrites the (temporary) file
     assert invoke(app, "build-sample-sql", "--check").exit_code == 0
