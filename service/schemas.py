@@ -166,7 +166,7 @@ class AuditRowOut(Schema):
 def dump_article(row: dict) -> dict:
     """Exactly `ArticleOut().dump(row)` for a row of `articles.page` (NOT NULL columns), without
     marshmallow's per-field machinery: the export serializes every row it sends, and a streamed
-    export sends millions (tests/unit/test_perf_equivalence.py checks the two agree)."""
+    export sends millions (tests/rules/test_encoders.py checks the two agree)."""
     return {
         "id": int(row["id"]),
         "title": str(row["title"]),

@@ -1,7 +1,7 @@
 -- Verification queries for TICKET-001 (daily quota) and TICKET-002 (no full key anywhere).
 -- Run against the service's database:   mysql -u root wikimedia_prod < sql/verification.sql
 -- Each query says what it proves. Every query runs without error on a fresh sample database
--- (tests/audit_trail/test_verification_sql.py runs this file), with or without sql/roles.sql.
+-- (tests/database/test_verification_sql.py runs this file), with or without sql/roles.sql.
 
 -- 1. api_keys holds no plain-text key column: only the hash and the 6-character prefix.
 --    Expect no row named api_key, and key_hash/key_prefix present.

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh MariaDB database per test, the app, and the real service on a port.
+"""Fixtures of every test folder: a fresh MariaDB database per test, the app, its client and CLI
+runner, and the real service on a port.
 
 Every test that touches the database gets its own database (created, migrated, dropped), named
 after the xdist worker and a random suffix, so tests run in parallel and never touch
@@ -13,31 +14,44 @@ from collections.abc import Iterator
 import pytest
 
 from service import migrations
-from testkit import (  # noqa: F401 - re-exported for older imports by path
-    BASE_SETTINGS,
-    DB_HOST,
-    DB_PASS,
-    DB_PORT,
-    DB_USER,
-    ROOT,
+from testkit import (
     Served,
     Sql,
     TcpRelay,
-    flush_audit,
-    free_port,
+    close_app,
     fresh_database,
     make_app,
-    new_database_name,
     root_connection,
     start_service,
-    wait_until,
 )
 
 
-@pytest.fixture
-def database() -> Iterator[str]:
+@pytest.fixture(scope="module")
+def module_database() -> Iterator[str]:
     with fresh_database() as name:
         yield name
+
+
+@pytest.fixture
+def database(request) -> Iterator[str]:
+    """A fresh migrated database for the test.
+
+    In a module marked `reuse_database` (its tests touch audit_logs only) the tests share one
+    database per module instead, emptied of audit rows before each test: migrating costs about
+    a second a test.
+    """
+    if request.node.get_closest_marker("reuse_database") is None:
+        with fresh_database() as name:
+            yield name
+        return
+    name = request.getfixturevalue("module_database")
+    conn = root_connection(name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM audit_logs")
+    finally:
+        conn.close()
+    yield name
 
 
 @pytest.fixture
@@ -65,8 +79,7 @@ def app_factory(database):
 
     yield build
     for app in apps:
-        app.extensions["audit"].close(timeout=2)
-        app.extensions["db"].discard()
+        close_app(app)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
@@ -131,10 +131,36 @@ def make_app(database: str, **overrides):
     return create_app({**BASE_SETTINGS, "DB_NAME": database, **overrides})
 
 
+def close_app(app) -> None:
+    """Shut an app down as a worker would: audit rows flushed, connections closed."""
+    app.extensions["audit"].close(timeout=2)
+    app.extensions["db"].discard()
+
+
+@contextlib.contextmanager
+def shared_app(**overrides) -> Iterator[tuple]:
+    """A sample database and an app on it, for a module's read-only tests (module fixtures).
+
+    Creating and migrating a database per test dominates the run time; tests that only read (and
+    use key_DEF456, whose quota is large) can share one.
+    """
+    with fresh_database(sample=True) as name:
+        app = make_app(name, **overrides)
+        sql = Sql(name)
+        try:
+            yield app, sql
+        finally:
+            sql.close()
+            close_app(app)
+
+
+def invoke(app, *args: str):
+    """Run a `flask --app service` command through Flask's test runner, as `runner.invoke` does."""
+    return app.test_cli_runner().invoke(args=list(args))
+
 
 def flush_audit(app) -> None:
     assert app.extensions["audit"].flush(), "audit rows could not be written"
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +178,6 @@ class Served:
     process: subprocess.Popen
     port: int
     log_path: Path
-    env: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -196,7 +221,7 @@ def start_service(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    served = Served(process, port, log_path, env)
+    served = Served(process, port, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -208,7 +233,6 @@ def start_service(
             time.sleep(0.1)
     served.stop(signal.SIGKILL)
     raise RuntimeError(f"scripts/serve did not answer within 30 s:\n{served.log_text()}")
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +304,6 @@ class TcpRelay:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll until predicate() is truthy; returns its value or fails the test."""
     deadline = time.monotonic() + timeout
@@ -307,21 +330,3 @@ def host_tz(name: str) -> Iterator[None]:
         else:
             os.environ["TZ"] = old
         time.tzset()
-
-
-# For modules whose tests touch audit_logs only: one migrated database per module (migrating
-# costs about a second), emptied before each test. Import both names into the module; the second
-# overrides the root `database` fixture there, so `sql`, `app_factory` and `runner` use it.
-@pytest.fixture(scope="module")
-def module_database() -> Iterator[str]:
-    with fresh_database() as name:
-        yield name
-
-
-@pytest.fixture(name="database")
-def database_with_empty_audit_logs(module_database) -> str:
-    conn = root_connection(module_database)
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM audit_logs")
-    conn.close()
-    return module_database

@@ -14,9 +14,10 @@ import string
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from foundation_support import DEF, assert_error, invoke
 
+from assertions import DEF, assert_error
 from service import keys
+from testkit import invoke
 
 KEY_FORMAT = re.compile(r"wk_[A-Za-z0-9]{32}")
 

@@ -1,11 +1,8 @@
-"""Helpers shared by the foundation tests (the generic ones come from tests/testkit.py)."""
+"""Assertions and request headers shared by several test folders (the harness is testkit.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-
-from testkit import Sql, fresh_database, make_app
 
 DEF = {"X-API-Key": "key_DEF456"}  # user 2 (read): export, audit; 10000 a day
 ABC = {"X-API-Key": "key_ABC123"}  # user 1 (write): export, import; 5 a day
@@ -38,26 +35,3 @@ def table_counts(sql) -> dict[str, int]:
         next(iter(r.values())) for r in sql.all("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
     ]
     return {t: sql.value(f"SELECT COUNT(*) FROM `{t}`") for t in sorted(tables)}
-
-
-def invoke(app, *args: str):
-    """Run a `flask --app service` command through Flask's test runner, as `runner.invoke` does."""
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-@contextlib.contextmanager
-def shared_app(**overrides):
-    """A sample database and an app on it, for a module's read-only tests (module fixtures).
-
-    Creating and migrating a database per test dominates the run time; tests that only read (and
-    use key_DEF456, whose quota is large) can share one.
-    """
-    with fresh_database(sample=True) as name:
-        app = make_app(name, **overrides)
-        sql = Sql(name)
-        try:
-            yield app, sql
-        finally:
-            sql.close()
-            app.extensions["audit"].close(timeout=2)
-            app.extensions["db"].discard()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from foundation_support import ABC, DEF, assert_error
 
+from assertions import ABC, DEF, assert_error
 from testkit import flush_audit
 
 EXPORT = "/api/export?limit=1"

@@ -12,14 +12,15 @@ import re
 import subprocess
 
 import pytest
-from foundation_support import invoke, table_counts
 
+from assertions import table_counts
 from service import migrations
 from testkit import (
     BASE_SETTINGS,
     ROOT,
     Sql,
     fresh_database,
+    invoke,
     make_app,
     new_database_name,
     root_connection,

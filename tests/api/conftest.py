@@ -1,8 +1,9 @@
-"""Fixtures of the foundation tests: one shared sample database per module for the tests that
-change nothing (a fresh database per read-only test would only cost time)."""
+"""Fixtures of the API tests: one shared sample database per module for the tests that change
+nothing (a fresh database per read-only test would only cost time)."""
 
 import pytest
-from foundation_support import shared_app
+
+from testkit import shared_app
 
 
 @pytest.fixture(scope="module")

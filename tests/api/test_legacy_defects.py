@@ -12,11 +12,11 @@ import subprocess
 import time
 
 import pytest
-from foundation_support import ABC, DEF, assert_error, invoke, table_counts
 from freezegun import freeze_time
 
+from assertions import ABC, DEF, assert_error, table_counts
 from service import audit
-from testkit import ROOT, flush_audit, host_tz
+from testkit import ROOT, flush_audit, host_tz, invoke
 
 EXPORT = "/api/export?limit=1"
 

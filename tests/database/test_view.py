@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from service import migrations
 from service.repositories import audit_logs
-from testkit import database_with_empty_audit_logs, module_database  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.reuse_database  # its tests touch audit_logs only
 
 VIEW_MIGRATION = migrations.MIGRATIONS_DIR / "0004_masked_audit_logs.sql"
 VIEW_COLUMNS = [

@@ -9,8 +9,8 @@ import base64
 import json
 
 import pytest
-from foundation_support import DEF, assert_error, names_field
 
+from assertions import DEF, assert_error, names_field
 from service.blueprints import api as api_blueprint
 from service.repositories import articles as articles_repo
 

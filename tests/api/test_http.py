@@ -9,8 +9,8 @@ import logging
 import uuid
 
 import pytest
-from foundation_support import ABC, DEF, assert_error
 
+from assertions import ABC, DEF, assert_error
 from service.logging_setup import JsonFormatter
 from service.repositories import articles as articles_repo
 from testkit import flush_audit, free_port, fresh_database, make_app

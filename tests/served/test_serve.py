@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from foundation_support import DEF
 
 import service.config
+from assertions import DEF
 from testkit import ROOT, root_connection, wait_until
 
 SECRET = "s3cretvalue"

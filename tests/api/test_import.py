@@ -10,28 +10,29 @@ import json
 import uuid
 
 import pytest
-from foundation_support import ABC, DEF, assert_error, shared_app
 
+from assertions import ABC, DEF, assert_error
 from service import imports
+from testkit import shared_app
 
 NDJSON = "application/x-ndjson"
 
 
 @pytest.fixture(scope="module")
-def shared():
+def writable():
     with shared_app() as (app, sql):
         sql.run("UPDATE api_keys SET rate_limit = 1000000 WHERE id = 1")
         yield app, sql
 
 
 @pytest.fixture
-def writer(shared):
-    return shared[0].test_client()
+def writer(writable):
+    return writable[0].test_client()
 
 
 @pytest.fixture
-def db(shared):
-    return shared[1]
+def db(writable):
+    return writable[1]
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ import pymysql.connections
 import pytest
 from freezegun import freeze_time
 
-import testkit as _root
 from service.cli import purge_audit_logs
 from service.config import Settings
-from testkit import database_with_empty_audit_logs, module_database  # noqa: F401 - fixtures
+from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, host_tz
+
+pytestmark = pytest.mark.reuse_database  # its tests touch audit_logs only
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -100,7 +101,7 @@ class RecordingConnection(pymysql.connections.Connection):
 
 def recording_connection(database: str) -> RecordingConnection:
     return RecordingConnection(
-        host=_root.DB_HOST, port=_root.DB_PORT, user=_root.DB_USER, password=_root.DB_PASS,
+        host=DB_HOST, port=DB_PORT, user=DB_USER, password=DB_PASS,
         database=database, autocommit=True,
     )
 
@@ -153,7 +154,7 @@ def test_zero_days_is_refused(app, sql):
 def zones(request) -> Iterator[str]:
     """The process runs in UTC+14 or UTC-11 for the test, then gets its own zone back."""
     host, session = request.param
-    with _root.host_tz(host):
+    with host_tz(host):
         yield session
 
 

@@ -18,10 +18,20 @@ from dataclasses import dataclass
 
 import pytest
 
-import testkit as _root
 from service import migrations
+from testkit import (
+    DB_HOST,
+    DB_PASS,
+    DB_PORT,
+    DB_USER,
+    ROOT,
+    Sql,
+    fresh_database,
+    make_app,
+    root_connection,
+)
 
-LEGACY_SQL = _root.ROOT / "tests" / "fixtures" / "legacy_database.sql"
+LEGACY_SQL = ROOT / "tests" / "fixtures" / "legacy_database.sql"
 _FIRST_LINE = LEGACY_SQL.read_text(encoding="utf-8").splitlines()[0]
 assert _FIRST_LINE.startswith("-- planted-keys: ")
 PLANTED = _FIRST_LINE.removeprefix("-- planted-keys: ").split(",")
@@ -45,12 +55,12 @@ def scopes(value) -> set[str]:
 @contextlib.contextmanager
 def legacy_database() -> Iterator[str]:
     """An empty database holding the legacy fixture, loaded as the operator would."""
-    with _root.fresh_database(migrate=False) as name:
+    with fresh_database(migrate=False) as name:
         env = {**os.environ}
-        if _root.DB_PASS:
-            env["MYSQL_PWD"] = _root.DB_PASS
+        if DB_PASS:
+            env["MYSQL_PWD"] = DB_PASS
         argv = [
-            "mysql", f"-u{_root.DB_USER}", f"-h{_root.DB_HOST}", f"-P{_root.DB_PORT}",
+            "mysql", f"-u{DB_USER}", f"-h{DB_HOST}", f"-P{DB_PORT}",
             "--protocol=TCP", f"--init-command=SET time_zone = '{LEGACY_ZONE}'", name,
         ]
         with LEGACY_SQL.open("rb") as stdin:
@@ -60,7 +70,7 @@ def legacy_database() -> Iterator[str]:
 
 
 def migrate(database: str) -> list:
-    conn = _root.root_connection(database, init_command=f"SET time_zone = '{LEGACY_ZONE}'")
+    conn = root_connection(database, init_command=f"SET time_zone = '{LEGACY_ZONE}'")
     try:
         return migrations.migrate(conn, log=lambda _line: None)
     finally:
@@ -87,7 +97,7 @@ class Migrated:
 def migrated() -> Iterator[Migrated]:
     """One migrated legacy database for the tests that only read (migrating takes ~1 s)."""
     with legacy_database() as name:
-        sql = _root.Sql(name)
+        sql = Sql(name)
         try:
             yield Migrated(sql, snapshot_then_migrate(sql))
         finally:
@@ -109,9 +119,9 @@ def sql(migrated):
 def legacy_client() -> Iterator[tuple]:
     """A migrated legacy database of the test's own, and a client of the app on it."""
     with legacy_database() as name:
-        sql = _root.Sql(name)
+        sql = Sql(name)
         before = snapshot_then_migrate(sql)
-        app = _root.make_app(name)
+        app = make_app(name)
         try:
             yield app.test_client(), before, sql
         finally:

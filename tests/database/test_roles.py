@@ -26,10 +26,18 @@ import pymysql.cursors
 import pytest
 import requests
 
-import testkit as _root
 from service.cli import purge_audit_logs
+from testkit import (
+    DB_HOST,
+    DB_PASS,
+    DB_PORT,
+    DB_USER,
+    ROOT,
+    flush_audit,
+    root_connection,
+    wait_until,
+)
 
-ROOT = _root.ROOT
 ROLES_SQL = ROOT / "sql" / "roles.sql"
 SERVICE, AUDITOR = "wme_service", "wme_auditor"
 LOCK = "wme_accounts"
@@ -51,9 +59,9 @@ pytestmark = pytest.mark.xdist_group("db_accounts")
 def mysql_client(database: str, script: Path) -> None:
     """Apply an SQL file exactly as the operator does: the mysql client, as root."""
     env = {**os.environ}
-    if _root.DB_PASS:
-        env["MYSQL_PWD"] = _root.DB_PASS
-    argv = ["mysql", f"-u{_root.DB_USER}", f"-h{_root.DB_HOST}", f"-P{_root.DB_PORT}",
+    if DB_PASS:
+        env["MYSQL_PWD"] = DB_PASS
+    argv = ["mysql", f"-u{DB_USER}", f"-h{DB_HOST}", f"-P{DB_PORT}",
             "--protocol=TCP", database]
     with script.open("rb") as stdin:
         done = subprocess.run(argv, stdin=stdin, capture_output=True, env=env, timeout=30)
@@ -67,8 +75,8 @@ def drop_accounts(cur) -> None:
 
 def connect_as(user: str, password: str, database: str) -> pymysql.Connection:
     return pymysql.connect(
-        host=_root.DB_HOST,
-        port=_root.DB_PORT,
+        host=DB_HOST,
+        port=DB_PORT,
         user=user,
         password=password,
         database=database,
@@ -107,7 +115,7 @@ class Accounts:
 @pytest.fixture
 def roles(sample_database) -> Iterator[tuple[Accounts, pymysql.cursors.DictCursor]]:
     """roles.sql applied to a migrated database with sample data; accounts still locked."""
-    conn = _root.root_connection()
+    conn = root_connection()
     cur = conn.cursor()
     cur.execute("SELECT GET_LOCK(%s, 60) AS got", (LOCK,))
     assert cur.fetchone()["got"] == 1, "another test held the accounts for 60 s"
@@ -209,7 +217,7 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     ]
 
     # The audit writer inserts as wme_service: a refused INSERT would leave rows waiting.
-    _root.flush_audit(app)
+    flush_audit(app)
     listed = client.get("/api/audit?limit=100", headers=DEF)
     assert listed.status_code == 200
     rows = listed.get_json()["data"]
@@ -222,7 +230,7 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     assert "key_DEF456" not in listed.get_data(as_text=True)
 
     # Retention as wme_service: the function (the sample's three 2023 rows) ...
-    _root.flush_audit(app)  # the listing's own row, so the counts below stay still
+    flush_audit(app)  # the listing's own row, so the counts below stay still
     cutoff = datetime.now(UTC) - timedelta(days=90)
     before = sql.value("SELECT COUNT(*) FROM audit_logs")
     assert purge_audit_logs(accounts.connect(SERVICE), cutoff, batch=2) == 3
@@ -268,7 +276,7 @@ def test_gunicorn_serves_as_the_service_account(accounts, serve, sql):
 
     ids = [r.headers["X-Request-ID"] for r in exported]
     # Workers flush their audit buffers every 0.2 s (BASE_SETTINGS).
-    _root.wait_until(
+    wait_until(
         lambda: sql.value(
             "SELECT COUNT(*) FROM audit_logs WHERE request_id IN %s", (ids,)
         ) == len(ids)
