@@ -34,7 +34,10 @@ def run_monitor(base_url: str, report_dir: Path, *extra: str) -> tuple[int, dict
 
 def test_healthy_then_stopped_service(sample_database, serve, tmp_path):
     served = serve(sample_database, workers=2)
-    code, report, stdout = run_monitor(served.url, tmp_path)
+    # Generous bounds: the claim is the exit code of a healthy service, not its speed on a busy
+    # test machine (the latency rule has its own test below and in test_monitor_cli.py).
+    slack = ("--threshold-ms", "10000", "--timeout-ms", "15000", "--run-timeout-ms", "30000")
+    code, report, stdout = run_monitor(served.url, tmp_path, *slack)
     assert code == 0, stdout
     assert report["status"] == "pass"
     assert {c["name"]: c["http_status"] for c in report["checks"]} == {
