@@ -29,6 +29,9 @@ class Settings:
     DB_PASS: str = ""
     DB_HOST: str = "127.0.0.1"
     DB_PORT: int = 3306
+    # Several database hosts (a Galera cluster's nodes), comma-separated host:port, tried in order:
+    # when the current one is lost, the service moves to the next. Empty: DB_HOST and DB_PORT.
+    DB_HOSTS: str = ""
     DB_NAME: str = "wikimedia_prod"
     # Optional session time zone for the service's connections (e.g. "+13:00"). Quota and audit
     # never depend on it; it exists so tests can prove that.
@@ -68,6 +71,7 @@ class Settings:
     def validate(self) -> None:
         if not 0 < self.DB_PORT < 65536:
             raise ConfigError("DB_PORT must be between 1 and 65535")
+        parse_db_hosts(self.DB_HOSTS)
         if not self.DB_NAME.replace("_", "").isalnum():
             raise ConfigError("DB_NAME may hold only letters, digits and underscores")
         for name in ("TRUSTED_PROXIES", "DB_RETRY_AFTER"):
@@ -86,6 +90,32 @@ class Settings:
             raise ConfigError("LOG_LEVEL must be one of " + ", ".join(_LOG_LEVELS))
         if self.AUDIT_BUFFER_SIZE < 1 or not 0 < self.AUDIT_FLUSH_INTERVAL <= 1:
             raise ConfigError("AUDIT_BUFFER_SIZE must be >= 1, AUDIT_FLUSH_INTERVAL in (0, 1]")
+
+
+    @property
+    def db_addresses(self) -> tuple[tuple[str, int], ...]:
+        """The database servers to try, in order: DB_HOSTS, or else DB_HOST and DB_PORT."""
+        return parse_db_hosts(self.DB_HOSTS) or ((self.DB_HOST, self.DB_PORT),)
+
+
+_HOST_PORT = re.compile(r"^([A-Za-z0-9_.\-]{1,255}|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
+
+
+def parse_db_hosts(value: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` (an IPv6 address in brackets) into pairs; empty gives ()."""
+    addresses = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item and not value.strip():
+            continue
+        match = _HOST_PORT.match(item)
+        if not match or not 0 < int(match[2]) < 65536:
+            # Never echo the value: settings are not logged.
+            raise ConfigError("DB_HOSTS must be a comma-separated list of host:port")
+        addresses.append((match[1].strip("[]"), int(match[2])))
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError("DB_HOSTS lists a host:port twice")
+    return tuple(addresses)
 
 
 def _coerce(name: str, value: object, kind: type) -> object:

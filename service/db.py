@@ -4,12 +4,17 @@ gunicorn's sync workers serve one request at a time, so a connection per worker 
 pool. The connection is opened on first use after fork (never at import), and any connection-level
 error throws it away: the next request opens a fresh one, so the service recovers by itself when the
 database comes back.
+
+With several database hosts (`DB_HOSTS`, the nodes of a Galera cluster) a connection is opened to
+the host that last worked in this process, else to the next one that answers; a connection lost
+to a node that died or left the cluster moves the process on to the next host (`failed_over`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,14 +34,30 @@ T = TypeVar("T")
 UNAVAILABLE_CODES = frozenset({
     1040,  # too many connections
     1045,  # access denied at connect (credentials rotated under us)
+    1047,  # Galera: this node is not in the primary component (WSREP not ready)
     1053,  # server shutdown in progress
-    1205,  # lock wait timeout
-    1213,  # deadlock
     1927,  # connection killed (MariaDB)
     2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055,  # client: cannot connect, gone, lost
     4031,  # disconnected by the server (MySQL 8)
 })
 CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+# The database is up but two transactions collided: a deadlock (1213; on a Galera cluster also a
+# certification conflict, when another node committed the same row first) or a lock wait that
+# timed out (1205). The work was rolled back and may simply be run again (`Database.retrying`).
+CONFLICT_CODES = frozenset({1205, 1213})
+# Attempts of a conflicting unit of work, and the pause before each retry: a short, growing,
+# jittered wait lets the winner commit first. A burst at one key through three cluster nodes
+# needs a few more attempts than one server does.
+RETRY_ATTEMPTS = 8
+RETRY_PAUSE_SECONDS = 0.01
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, pymysql.err.OperationalError)
+        and bool(exc.args)
+        and exc.args[0] in CONFLICT_CODES
+    )
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -54,17 +75,72 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection; answer 503."""
 
 
+class DatabaseBusy(Exception):
+    """A deadlock or lock wait timeout that outlasted the bounded retries: answer 503
+    `service_busy` (the database is up; the client may retry shortly)."""
+
+
 def describe(exc: BaseException) -> str:
     """Error class and MySQL error number only: server messages can quote statement text."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     return f"{type(exc).__name__} {code}" if code else type(exc).__name__
 
 
+# Errors that say the host itself is gone or out of the cluster (not a busy or misconfigured
+# one): the next connection goes to the next host of DB_HOSTS.
+HOST_LOST_CODES = frozenset({1047, 1053, 1927, 2002, 2003, 2006, 2013, 2026, 2055, 4031})
+
+# Per process: which of a host list's addresses to try first (the last one that worked).
+_preferred: dict[tuple[tuple[str, int], ...], int] = {}
+_preferred_lock = threading.Lock()
+
+
+def host_lost(exc: BaseException) -> bool:
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code in HOST_LOST_CODES
+
+
+def failed_over(settings: Settings) -> None:
+    """The current host was lost: start the next connection at the next host of the list."""
+    addresses = settings.db_addresses
+    if len(addresses) > 1:
+        with _preferred_lock:
+            _preferred[addresses] = (_preferred.get(addresses, 0) + 1) % len(addresses)
+
+
+def current_address(settings: Settings) -> tuple[str, int]:
+    addresses = settings.db_addresses
+    return addresses[_preferred.get(addresses, 0) % len(addresses)]
+
+
 def connect(settings: Settings, *, database: str | None = None) -> pymysql.Connection:
-    """Open a connection with the project's explicit options."""
+    """Open a connection with the project's explicit options: to the preferred host, else to
+    the next one of DB_HOSTS that accepts it."""
+    addresses = settings.db_addresses
+    first = _preferred.get(addresses, 0)
+    for attempt in range(len(addresses)):
+        index = (first + attempt) % len(addresses)
+        try:
+            conn = _connect_to(settings, addresses[index], database)
+        except CONNECTION_ERRORS as exc:
+            if attempt == len(addresses) - 1 or not is_unavailable(exc):
+                raise
+            continue
+        if index != first:
+            with _preferred_lock:
+                _preferred[addresses] = index
+        return conn
+    raise AssertionError("unreachable: at least one address")
+
+
+def _connect_to(
+    settings: Settings, address: tuple[str, int], database: str | None
+) -> pymysql.Connection:
     conn = pymysql.connect(
-        host=settings.DB_HOST,
-        port=settings.DB_PORT,
+        host=address[0],
+        port=address[1],
         user=settings.DB_USER,
         password=settings.DB_PASS,
         database=settings.DB_NAME if database is None else database,
@@ -75,9 +151,19 @@ def connect(settings: Settings, *, database: str | None = None) -> pymysql.Conne
         write_timeout=settings.DB_WRITE_TIMEOUT,
         cursorclass=pymysql.cursors.DictCursor,
     )
-    if settings.DB_TIME_ZONE:
-        with conn.cursor() as cur:
-            cur.execute("SET time_zone = %s", (settings.DB_TIME_ZONE,))
+    try:
+        if settings.DB_TIME_ZONE:
+            with conn.cursor() as cur:
+                cur.execute("SET time_zone = %s", (settings.DB_TIME_ZONE,))
+        if len(settings.db_addresses) > 1:
+            # A Galera node that lost the primary component still accepts connections but
+            # refuses queries (1047): find out now, and try the next host instead.
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.close()
+        raise
     return conn
 
 
@@ -131,10 +217,18 @@ class Database:
             with conn.cursor() as cur:
                 yield cur
         except CONNECTION_ERRORS as exc:
+            if is_conflict(exc):
+                raise DatabaseBusy(describe(exc)) from exc
             if not is_unavailable(exc):
                 raise
-            self.discard()
+            self.lost(exc)
             raise DatabaseUnavailable(describe(exc)) from exc
+
+    def lost(self, exc: BaseException) -> None:
+        """Throw the connection away; if its host is gone, move on to the next host."""
+        self.discard()
+        if host_lost(exc):
+            failed_over(self.settings)
 
     def read(self, query: Callable[[pymysql.cursors.DictCursor], T]) -> T:
         """Run a read-only `query(cursor)`. A kept connection found dead (the database restarted,
@@ -160,11 +254,14 @@ class Database:
                 yield cur
             conn.commit()
         except CONNECTION_ERRORS as exc:
-            if not is_unavailable(exc):
+            if is_conflict(exc) or not is_unavailable(exc):
+                # A lock wait timeout rolls back only its statement: end the transaction here.
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     conn.rollback()
+                if is_conflict(exc):
+                    raise DatabaseBusy(describe(exc)) from exc
                 raise
-            self.discard()
+            self.lost(exc)
             raise DatabaseUnavailable(describe(exc)) from exc
         except BaseException:
             try:
@@ -172,3 +269,23 @@ class Database:
             except CONNECTION_ERRORS:
                 self.discard()
             raise
+
+    def retrying(
+        self, work: Callable[[pymysql.cursors.DictCursor], T], *, atomic: bool = True
+    ) -> T:
+        """Run `work(cursor)`, in one transaction when `atomic`, again from the start after a
+        deadlock, certification conflict or lock wait timeout, up to RETRY_ATTEMPTS times; then
+        DatabaseBusy. `work` must be safe to run again, which a rolled-back transaction or a
+        single statement is."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                if atomic:
+                    with self.transaction() as cur:
+                        return work(cur)
+                with self.cursor() as cur:
+                    return work(cur)
+            except DatabaseBusy:
+                if attempt == RETRY_ATTEMPTS:
+                    raise
+                time.sleep(RETRY_PAUSE_SECONDS * attempt * (1 + random.random()))
+        raise AssertionError("unreachable")

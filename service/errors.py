@@ -12,7 +12,7 @@ from enum import StrEnum
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service.db import DatabaseUnavailable
+from service.db import DatabaseBusy, DatabaseUnavailable
 
 log = logging.getLogger("service.errors")
 
@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     DB_UNAVAILABLE = "db_unavailable"
+    SERVICE_BUSY = "service_busy"
     NOT_READY = "not_ready"
     INTERNAL_ERROR = "internal_error"
 
@@ -115,6 +116,16 @@ def register_error_handlers(app: Flask) -> None:
             ErrorCode.DB_UNAVAILABLE,
             "The service cannot reach its database. Retry after the given number of seconds.",
             headers={"Retry-After": retry},
+        )
+
+    @app.errorhandler(DatabaseBusy)
+    def handle_db_busy(exc: DatabaseBusy):
+        log.warning("database busy after retries: %s", exc)
+        return error_response(
+            503,
+            ErrorCode.SERVICE_BUSY,
+            "The service is busy (other requests held the same rows). Retry in a moment.",
+            headers={"Retry-After": "1"},
         )
 
     @app.errorhandler(HTTPException)

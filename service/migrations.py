@@ -16,6 +16,7 @@ from pathlib import Path
 import pymysql
 import pymysql.cursors
 
+from service import migration_lock
 from service.config import PROJECT_ROOT
 
 SQL_DIR = PROJECT_ROOT / "sql"
@@ -23,8 +24,8 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 SAMPLE_DATA_FILES = (SQL_DIR / "sample_data.sql", SQL_DIR / "sample_articles.sql")
 SAMPLE_DATABASE_FILE = SQL_DIR / "sample_database.sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-# Two instances starting together must not both migrate.
-_LOCK_NAME = "wikimedia_export_migrate"
+# Two instances starting together must not both migrate, even through two nodes of a cluster:
+# see service/migration_lock.py (a replicated lease row, not GET_LOCK, which is node-local).
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -105,30 +106,25 @@ def current_version(cur) -> int:
 def migrate(conn: pymysql.Connection, *, log=print) -> list[Migration]:
     """Apply every pending migration in order; returns those applied (none on a re-run)."""
     applied = []
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
-        cur.execute("SELECT GET_LOCK(%s, 60) AS got", (_LOCK_NAME,))
-        if (cur.fetchone() or {}).get("got") != 1:
-            raise RuntimeError("another migration is running (lock not granted within 60 s)")
-        try:
-            # TIMESTAMP values convert to DATETIME in the session zone: make that UTC.
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute(CREATE_MIGRATIONS_TABLE)
-            done = applied_versions(cur)
-            for migration in available():
-                if migration.version in done:
-                    continue
-                for statement in migration.statements():
-                    cur.execute(statement)
-                cur.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
-                    "VALUES (%s, %s, %s, UTC_TIMESTAMP())",
-                    (migration.version, migration.name, migration.checksum),
-                )
-                conn.commit()
-                applied.append(migration)
-                log(f"applied {migration.path.name}")
-        finally:
-            cur.execute("SELECT RELEASE_LOCK(%s)", (_LOCK_NAME,))
+    with migration_lock.held(conn) as holder, conn.cursor(pymysql.cursors.DictCursor) as cur:
+        # TIMESTAMP values convert to DATETIME in the session zone: make that UTC.
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute(CREATE_MIGRATIONS_TABLE)
+        done = applied_versions(cur)
+        for migration in available():
+            if migration.version in done:
+                continue
+            for statement in migration.statements():
+                cur.execute(statement)
+                migration_lock.renew(conn, holder)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
+                "VALUES (%s, %s, %s, UTC_TIMESTAMP())",
+                (migration.version, migration.name, migration.checksum),
+            )
+            conn.commit()
+            applied.append(migration)
+            log(f"applied {migration.path.name}")
     return applied
 
 
@@ -162,6 +158,7 @@ def build_sample_database_sql(database: str = "wikimedia_prod") -> str:
         f"USE `{database}`;",
         "",
         CREATE_MIGRATIONS_TABLE + ";",
+        migration_lock.CREATE_LOCK_TABLE + ";",
         "",
     ]
     for migration in available():

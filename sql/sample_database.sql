@@ -16,6 +16,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
   checksum CHAR(64) NOT NULL,
   applied_at DATETIME NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS schema_migrations_lock (
+  id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+  holder VARCHAR(100) NOT NULL,
+  acquired_at DATETIME(6) NOT NULL,
+  expires_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- ---- migration 0001_legacy_baseline.sql ----
 -- 0001: the legacy schema, exactly as the legacy service had it.

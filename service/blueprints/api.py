@@ -83,8 +83,9 @@ def authenticate_and_meter() -> None:
     # only grow within a day, so the UPDATE would refuse it too (the decision is the read's, an
     # instant earlier). It spares a refused request a write and a lock on the key's row.
     if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
-        with db.cursor() as cur:
-            admitted, used = api_keys.consume_quota(cur, key["id"], today)
+        admitted, used = db.retrying(
+            lambda cur: api_keys.consume_quota(cur, key["id"], today), atomic=False
+        )
     if admitted:
         g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
         return

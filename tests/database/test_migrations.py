@@ -28,7 +28,9 @@ from testkit import (
 
 MIGRATION_FILES = sorted((ROOT / "sql" / "migrations").glob("*.sql"))
 SAMPLE_SQL = ROOT / "sql" / "sample_database.sql"
-TABLES = {"users", "api_keys", "audit_logs", "articles", "schema_migrations"}
+TABLES = {
+    "users", "api_keys", "audit_logs", "articles", "schema_migrations", "schema_migrations_lock"
+}
 
 
 def recorded(sql) -> list[dict]:

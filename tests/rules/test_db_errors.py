@@ -3,12 +3,28 @@
 import pymysql
 import pytest
 
-from service.db import is_unavailable
+from service.db import host_lost, is_conflict, is_unavailable
 
 
-@pytest.mark.parametrize("code", [2003, 2006, 2013, 1040, 1053, 1205, 1213, 1927, 4031])
-def test_lost_or_refused_connections_and_transient_locks_are_unavailable(code):
+@pytest.mark.parametrize("code", [2003, 2006, 2013, 1040, 1047, 1053, 1927, 4031])
+def test_lost_or_refused_connections_are_unavailable(code):
     assert is_unavailable(pymysql.err.OperationalError(code, "x"))
+
+
+@pytest.mark.parametrize("code", [1205, 1213])
+def test_deadlocks_and_lock_waits_are_conflicts_to_retry_not_an_outage(code):
+    error = pymysql.err.OperationalError(code, "x")
+    assert is_conflict(error) and not is_unavailable(error) and not host_lost(error)
+
+
+@pytest.mark.parametrize("code", [1047, 2003, 2013])
+def test_a_node_gone_or_out_of_the_cluster_moves_to_the_next_host(code):
+    assert host_lost(pymysql.err.OperationalError(code, "x"))
+
+
+@pytest.mark.parametrize("code", [1040, 1045, 1205, 1213])
+def test_a_busy_or_refusing_server_keeps_its_place_in_the_host_list(code):
+    assert not host_lost(pymysql.err.OperationalError(code, "x"))
 
 
 @pytest.mark.parametrize("code", [1142, 1143, 1044, 1356])
