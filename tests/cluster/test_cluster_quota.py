@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from galera_cluster import add_key, burst, synced_value
+from galera_cluster import add_key, burst, synced_rows, synced_value
 
 from testkit import wait_until
 
@@ -20,25 +20,14 @@ TOTAL = 600
 
 
 def audit_counts(port: int, database: str, key_id: int) -> dict[int, int]:
-    return {
-        row_status: count
-        for row_status, count in (
-            (row["response_code"], row["n"])
-            for row in _rows(port, database, key_id)
-        )
-    }
-
-
-def _rows(port, database, key_id):
-    from galera_cluster import synced_rows
-
-    return synced_rows(
+    rows = synced_rows(
         port,
         database,
         "SELECT response_code, COUNT(*) AS n FROM audit_logs WHERE key_id = %s "
         "GROUP BY response_code",
         (key_id,),
     )
+    return {row["response_code"]: row["n"] for row in rows}
 
 
 def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, instances):
