@@ -33,7 +33,16 @@ def audit_counts(port: int, database: str, key_id: int) -> dict[int, int]:
 def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, instances):
     key_id = add_key(galera.ports[0], cluster_db, KEY, LIMIT)
     served = [instances(cluster_db, node) for node in range(3)]
+    before = [galera.status(n) for n in range(3)]
     responses = burst([s.url for s in served], KEY, TOTAL)
+    after = [galera.status(n) for n in range(3)]
+    conflicts = sum(
+        int(a[name]) - int(b[name])
+        for a, b in zip(after, before, strict=True)
+        for name in ("wsrep_local_cert_failures", "wsrep_local_bf_aborts")
+    )
+    print(f"burst: {dict(Counter(r.status_code for r in responses))}, "
+          f"certification conflicts and aborts on the nodes: {conflicts}")
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: LIMIT, 429: TOTAL - LIMIT}, statuses
