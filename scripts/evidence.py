@@ -18,37 +18,29 @@ Every run uses a throw-away database; keys appear only as their 6-character pref
 from __future__ import annotations
 
 import argparse
-import http.client
-import http.server
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pymysql
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the service, and the harness (tests/testkit.py)
+# The harness reads TEST_DB_*; this script, like the service, honours DB_*.
+for _part in ("HOST", "PORT", "USER", "PASS"):
+    if f"DB_{_part}" in os.environ:
+        os.environ.setdefault(f"TEST_DB_{_part}", os.environ[f"DB_{_part}"])
 
-from service import migrations  # noqa: E402
-from service.cli import quote_identifier  # noqa: E402
+from testkit import DB_SETTINGS, TcpRelay, fresh_database, start_service  # noqa: E402
 
 MONITORING = ROOT / "monitoring"
-DB = {
-    "host": os.environ.get("DB_HOST", "127.0.0.1"),
-    "port": int(os.environ.get("DB_PORT", "3306")),
-    "user": os.environ.get("DB_USER", "root"),
-    "password": os.environ.get("DB_PASS", ""),
-}
 FULL_KEYS = ("key_ABC123", "key_DEF456")
+
+
 def libfaketime() -> Path:
     """Debian's libfaketime, installed if missing."""
     found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
@@ -58,69 +50,17 @@ def libfaketime() -> Path:
     return found[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Database:
-    def __init__(self):
-        self.name = f"evidence_{uuid.uuid4().hex[:8]}"
-        self.admin = pymysql.connect(**DB, autocommit=True)
-        self.admin.cursor().execute("CREATE DATABASE " + quote_identifier(self.name))
-        conn = pymysql.connect(**DB, database=self.name, autocommit=True)
-        migrations.migrate(conn, log=lambda _line: None)
-        migrations.load_sample_data(conn)
-        conn.close()
-
-    def drop(self) -> None:
-        self.admin.cursor().execute("DROP DATABASE IF EXISTS " + quote_identifier(self.name))
-        self.admin.close()
-
-
-class Service:
-    def __init__(self, database: str, log_path: Path, *, workers: int, extra_env=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "DB_NAME": database, "PORT": str(self.port), "BIND_HOST": "127.0.0.1",
-            "WEB_CONCURRENCY": str(workers),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            **(extra_env or {}),
-        }
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        for _ in range(300):
-            try:
-                if requests.get(self.url + "/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("the service did not start")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
-        self.log.close()
-
-
 def quota_cycle_log() -> None:
     """Five 200s, a 429, and the next UTC day's 200, in the service's own log."""
     today = datetime.now(UTC).date()
     start = f"{today} 23:59:50"
-    db = Database()
     raw = MONITORING / ".logs.raw"
-    try:
+    raw.unlink(missing_ok=True)
+    with fresh_database(sample=True, prefix="evidence") as database:
         # The library preloaded into gunicorn itself (not the `faketime` wrapper, which would sit
         # between us and gunicorn and swallow the SIGTERM): the clock starts at `start` and runs.
-        service = Service(db.name, raw, workers=1,
-                          extra_env={"LD_PRELOAD": str(libfaketime()), "FAKETIME": f"@{start}"})
+        faked = {"LD_PRELOAD": str(libfaketime()), "FAKETIME": f"@{start}"}
+        service = start_service(database, raw, workers=1, settings=DB_SETTINGS, extra_env=faked)
         try:
             headers = {"X-API-Key": "key_ABC123"}
             for _ in range(6):
@@ -131,9 +71,7 @@ def quota_cycle_log() -> None:
             after = requests.get(service.url + "/api/export?limit=1", headers=headers, timeout=10)
             assert after.status_code == 200, after.text
         finally:
-            service.stop()
-    finally:
-        db.drop()
+            service.stop(timeout=60)
     lines = raw.read_text(encoding="utf-8").splitlines()
     raw.unlink()
     header = [
@@ -149,42 +87,6 @@ def quota_cycle_log() -> None:
     write_checked(MONITORING / "logs.txt", "\n".join(header + lines) + "\n")
 
 
-class DelayingRelay(http.server.ThreadingHTTPServer):
-    """Answers like the service, 700 ms later: the brief's "slow endpoint"."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream_port: int, delay: float = 0.7):
-        self.upstream_port, self.delay = upstream_port, delay
-        super().__init__(("127.0.0.1", 0), _RelayHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _RelayHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        time.sleep(self.server.delay)
-        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=10)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        upstream.request("GET", self.path, headers=headers)
-        answer = upstream.getresponse()
-        body = answer.read()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("connection", "transfer-encoding", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        upstream.close()
-
-    def log_message(self, *args):
-        pass
-
-
 def monitor(base_url: str) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
     env["MONITOR_API_KEY"] = "key_DEF456"
@@ -198,21 +100,23 @@ def monitor(base_url: str) -> tuple[int, str]:
 def monitor_validation() -> None:
     for old in MONITORING.glob("report-*.json"):
         old.unlink()
-    db = Database()
     log = MONITORING / ".serve.log"
+    log.unlink(missing_ok=True)
     runs = []
     try:
-        service = Service(db.name, log, workers=2)
-        try:
-            runs.append(("healthy service", "0", *monitor(service.url)))
-            relay = DelayingRelay(service.port)
-            runs.append(("every answer delayed 700 ms by a relay", "1", *monitor(relay.url)))
-            relay.shutdown()
-        finally:
-            service.stop()
-        runs.append(("service stopped", "1", *monitor(service.url)))
+        with fresh_database(sample=True, prefix="evidence") as database:
+            service = start_service(database, log, workers=2, settings=DB_SETTINGS)
+            try:
+                runs.append(("healthy service", "0", *monitor(service.url)))
+                # The brief's "slow endpoint": every connection held 700 ms before it reaches
+                # the service, so every answer comes 700 ms late.
+                relay = TcpRelay("127.0.0.1", service.port, delay=0.7)
+                runs.append(("every answer delayed 700 ms by a relay", "1", *monitor(relay.url)))
+                relay.close()
+            finally:
+                service.stop(timeout=60)
+            runs.append(("service stopped", "1", *monitor(service.url)))
     finally:
-        db.drop()
         log.unlink(missing_ok=True)
     text = [
         "# The brief's monitoring validation, run against the real service (scripts/serve).",

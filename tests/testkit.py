@@ -1,17 +1,20 @@
-"""Test helpers shared by every test folder: fresh databases, the app, the real service, a relay.
+"""The one harness: throw-away databases, the app, the real service on a free port, a TCP relay.
 
-Imported as `from testkit import ...` (setup.cfg puts tests/ on the path); the fixtures that use
-them are in conftest.py. Kept out of conftest.py because several folders have a conftest.py and
-`from conftest import` would be ambiguous.
+Used by the tests (`from testkit import ...`: setup.cfg puts tests/ on the path; the fixtures
+that use it are in conftest.py), by the benchmark (scripts/benchmark) and by scripts/evidence.py,
+which put tests/ on their path. It needs only the runtime requirements (pytest is imported by
+wait_until alone, which only tests call).
 
-Every test that touches the database gets its own database (created, migrated, dropped), named
-after the xdist worker and a random suffix, so tests run in parallel and never touch
-wikimedia_prod.
+Every database it creates is its own (created, migrated, dropped), named after a prefix, the
+xdist worker and a random suffix, so runs in parallel never meet and never touch wikimedia_prod.
+The connection settings are TEST_DB_HOST/PORT/USER/PASS (default root on 127.0.0.1:3306), not
+DB_*: a developer's DB_* may name a real database, and tests must never decide to use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -21,27 +24,23 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
 import pymysql.cursors
-import pytest
-import requests
 
 from service import create_app, migrations
+from service.cli import quote_identifier
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
 DB_PORT = int(os.environ.get("TEST_DB_PORT", "3306"))
 DB_USER = os.environ.get("TEST_DB_USER", "root")
 DB_PASS = os.environ.get("TEST_DB_PASS", "")
+DB_SETTINGS = {"DB_HOST": DB_HOST, "DB_PORT": DB_PORT, "DB_USER": DB_USER, "DB_PASS": DB_PASS}
 # Settings the tests pass explicitly, so a developer's .env never leaks into a run.
 BASE_SETTINGS = {
-    "DB_HOST": DB_HOST,
-    "DB_PORT": DB_PORT,
-    "DB_USER": DB_USER,
-    "DB_PASS": DB_PASS,
+    **DB_SETTINGS,
     "DB_TIME_ZONE": "",
     "TRUSTED_PROXIES": 0,
     "AUDIT_FLUSH_INTERVAL": 0.2,
@@ -69,12 +68,16 @@ def new_database_name(prefix: str = "t") -> str:
 
 
 @contextlib.contextmanager
-def fresh_database(*, migrate: bool = True, sample: bool = False) -> Iterator[str]:
-    name = new_database_name()
+def fresh_database(
+    *, migrate: bool = True, sample: bool = False, prefix: str = "t", keep: bool = False
+) -> Iterator[str]:
+    """Create a database (migrated, with the sample data if asked), yield its name, drop it
+    (unless `keep`: to look into it after a benchmark)."""
+    name = new_database_name(prefix)
     conn = root_connection()
     try:
         with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            cur.execute("CREATE DATABASE " + quote_identifier(name) + " CHARACTER SET utf8mb4")
         if migrate:
             db_conn = root_connection(name)
             try:
@@ -85,8 +88,9 @@ def fresh_database(*, migrate: bool = True, sample: bool = False) -> Iterator[st
                 db_conn.close()
         yield name
     finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        if not keep:
+            with conn.cursor() as cur:
+                cur.execute("DROP DATABASE IF EXISTS " + quote_identifier(name))
         conn.close()
 
 
@@ -173,11 +177,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
 class Served:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
+    """A server process (scripts/serve unless told otherwise) on a loopback port, its output in
+    a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_path: Path, ready_path: str):
+        self.name, self.port, self.log_path = name, int(env["PORT"]), log_path
+        self.ready_path = ready_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def url(self) -> str:
@@ -186,63 +197,100 @@ class Served:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def answers(self, path: str) -> bool:
+        """One GET on a fresh connection is answered 200."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until the ready path answers 200; RuntimeError with the log if it exits or never does.
+
+        Also the way to know that the server has taken every connection a load generator left
+        behind: the accept queue is FIFO, so one answer on a fresh connection means every
+        connection queued before it has been accepted by a worker."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()  # closes the log
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()}")
+            if self.answers(self.ready_path):
+                return
+            time.sleep(0.1)
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log_text()}")
+
+    def workers(self) -> list[int]:
+        """The pids of the master's children (gunicorn's workers)."""
+        pid = self.process.pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        """`sig` (SIGTERM: a graceful stop, every worker flushes its audit buffer), then wait;
+        the whole process group is killed if it has not exited within `timeout`."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self._log.close()
         return self.process.returncode
 
 
 def start_service(
-    database: str, log_path: Path, *, workers: int = 2, extra_env: dict | None = None
+    database: str,
+    log_path: Path,
+    *,
+    workers: int = 2,
+    extra_env: dict | None = None,
+    settings: dict = BASE_SETTINGS,
+    command: list[str] | None = None,
+    ready_path: str = "/health",
 ) -> Served:
-    port = free_port()
+    """Start scripts/serve (or `command`, e.g. another app under the same gunicorn configuration)
+    on a free port, with `settings` and `extra_env` in its environment, and wait until it answers.
+
+    The caller's DB_* and MONITOR_* variables are left out: only `settings` decide the database.
+    """
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MONITOR_"))},
-        **{k: str(v) for k, v in BASE_SETTINGS.items()},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MONITOR_", "BENCH_"))},
+        **{k: str(v) for k, v in settings.items()},
         "DB_NAME": database,
-        "PORT": str(port),
+        "PORT": str(free_port()),
         "BIND_HOST": "127.0.0.1",
         "WEB_CONCURRENCY": str(workers),
         # The venv's python first on PATH, as scripts/serve expects.
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        **(extra_env or {}),
+        **{k: str(v) for k, v in (extra_env or {}).items()},
     }
-    log_file = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
-    process = subprocess.Popen(
-        [str(ROOT / "scripts" / "serve")],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    served = Served(process, port, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"scripts/serve exited early:\n{served.log_text()}")
-        try:
-            if requests.get(served.url + "/health", timeout=1).status_code == 200:
-                return served
-        except requests.RequestException:
-            time.sleep(0.1)
-    served.stop(signal.SIGKILL)
-    raise RuntimeError(f"scripts/serve did not answer within 30 s:\n{served.log_text()}")
+    name = "scripts/serve" if command is None else " ".join(command[-1:])
+    served = Served(name, command or [str(ROOT / "scripts" / "serve")], env, log_path, ready_path)
+    served.wait_ready()
+    return served
 
 
 # ---------------------------------------------------------------------------------------------
 # A TCP relay between the service and MariaDB that a test can cut and restore: "the database
-# goes away mid-run" without touching the shared server.
+# goes away mid-run" without touching the shared server. With a delay, it is also "a slow
+# endpoint" in front of the service (scripts/evidence.py).
 
 
 class TcpRelay:
-    def __init__(self, target_host: str = DB_HOST, target_port: int = DB_PORT):
+    def __init__(
+        self, target_host: str = DB_HOST, target_port: int = DB_PORT, *, delay: float = 0.0
+    ):
+        """Relay 127.0.0.1:self.port to the target; each connection waits `delay` seconds before
+        anything it sent reaches the target."""
         self.target = (target_host, target_port)
+        self.delay = delay
         self.port = free_port()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -274,22 +322,33 @@ class TcpRelay:
 
     close = cut
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            if self.delay:
+                threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+            else:
+                self._connect(client)
+
+    def _connect(self, client: socket.socket) -> None:
+        time.sleep(self.delay)
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._pairs.append((client, upstream))
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -306,6 +365,8 @@ class TcpRelay:
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll until predicate() is truthy; returns its value or fails the test."""
+    import pytest  # here, so that the scripts using this harness need only the runtime packages
+
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
