@@ -1,6 +1,7 @@
 """Baselines for scripts/bench: the least a Flask route can cost on this machine, without a
 database statement, with one, and with the export's three. Served by the same gunicorn
-configuration as the service (`gunicorn -c service/gunicorn_conf.py bench.baseline_app:app`),
+configuration as the service
+(`gunicorn -c service/gunicorn_conf.py scripts.benchmark.baseline_app:app`),
 against the same MariaDB.
 
 * `GET /b0`: a bare Flask route, no database.

@@ -1,1 +1,0 @@
-"""Benchmark support for scripts/bench: the baseline app and the wrk script."""

@@ -1,0 +1,7 @@
+"""`python -m scripts.benchmark`: what scripts/bench runs."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""After the runs: the checks (quota exact, audit complete), the ratios and targets, the table."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from testkit import root_connection
+
+from .load import Run
+from .seeding import SPENT_LIMIT, Keys
+
+
+def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
+    conn = root_connection(database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT label, id, calls_made FROM api_keys")
+        calls = {r["label"]: r["calls_made"] for r in cur.fetchall()}
+        cur.execute(
+            "SELECT key_id, response_code, COUNT(*) AS n FROM audit_logs "
+            "GROUP BY key_id, response_code"
+        )
+        audit_rows = cur.fetchall()
+    conn.close()
+    by_label = {v: k for k, v in keys.ids.items()}
+    audit: dict[str, dict[str, int]] = {}
+    for row in audit_rows:
+        label = by_label.get(row["key_id"], str(row["key_id"]))
+        audit.setdefault(label, {})[str(row["response_code"])] = row["n"]
+
+    f_labels = [f"F{i + 1}" for i in range(len(keys.f))]
+    f_sent = runs["F"].sent
+    f_calls = sum(calls[label] for label in f_labels)
+    f_audit = {}
+    for label in f_labels:
+        for code, n in audit.get(label, {}).items():
+            f_audit[code] = f_audit.get(code, 0) + n
+    r_sent, u_sent = runs["R"].sent, runs["U"].sent
+    audit_total = sum(sum(codes.values()) for codes in audit.values())
+    b2_sent = runs["B2"].sent if "B2" in runs else None
+    b3_sent = runs["B3"].sent if "B3" in runs else None
+    return {
+        "f_sent": f_sent, "f_calls_made": f_calls, "f_audit": f_audit,
+        "r_sent": r_sent, "r_calls_made": calls["R"], "r_audit": audit.get("R", {}),
+        "u_sent": u_sent, "u_audit": audit.get("U", {}),
+        "audit_rows": audit_total, "requests_sent": f_sent + r_sent + u_sent,
+        "b2_sent": b2_sent, "b2_calls_made": calls["B2"],
+        "b3_sent": b3_sent, "b3_calls_made": calls["B3"],
+        "quota_exact": f_calls == f_sent and calls["R"] == SPENT_LIMIT,
+        "audit_complete": (
+            audit_total == f_sent + r_sent + u_sent
+            # A run left out with --only sent nothing and must have no rows.
+            and f_audit == ({"200": f_sent} if f_sent else {})
+            and audit.get("R", {}) == ({"429": r_sent} if r_sent else {})
+            and audit.get("U", {}) == ({"200": u_sent} if u_sent else {})
+        ),
+    }
+
+
+def mb(kb: int | None) -> str:
+    return "? (worker gone)" if kb is None else f"{kb / 1024:.0f} MB"
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def report(results: dict) -> str:
+    lines = []
+    m = results["machine"]
+    a = results["args"]
+    lines.append(
+        f"{results['date']}  {m['cpu']} x{m['nproc']}, {m['ram_gb']} GB, MariaDB {m['mariadb']}, "
+        f"Python {m['python']}"
+    )
+    lines.append(
+        f"gunicorn sync workers: {a['workers']}; wrk: {a['threads']} threads, "
+        f"{a['connections']} connections, {a['warmup']} s warm-up + {a['seconds']} s; "
+        f"load average before: {results['loadavg_before']}"
+    )
+    lines.append("")
+    lines.append(f"{'run':<4} {'what':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+                 f"{'requests':>8} {'non-2xx':>7}   CPU ms/request: app   db  wrk other")
+    for name, row in results["runs"].items():
+        lat = row["measured"]["latency_us"]
+        cpu = row["measured"]["cpu_per_request"]
+        lines.append(
+            f"{name:<4} {row['what']:<38} {row['rps']:>7,.0f} {ms(lat['p50']):>7} "
+            f"{ms(lat['p99']):>7} {row['measured']['requests']:>8,} "
+            f"{row['measured']['errors']['status']:>7,}   {'':>14} {cpu['app_ms']:>5.2f} "
+            f"{cpu['db_ms']:>4.2f} {cpu['wrk_ms']:>4.2f} {cpu['other_ms']:>5.2f}"
+        )
+    lines.append("")
+    for name, value in results["ratios"].items():
+        target = results["targets"].get(name)
+        verdict = "" if target is None else (
+            f"  target {target['rule']}: {'met' if target['met'] else 'NOT met'}")
+        lines.append(f"{name:<14} {value:>6.2f}{verdict}")
+    c = results.get("checks")
+    if c:
+        lines.append("")
+        lines.append(
+            f"quota: F keys calls_made {c['f_calls_made']:,} == F requests sent {c['f_sent']:,}; "
+            f"R key calls_made {c['r_calls_made']} (limit {SPENT_LIMIT}) after {c['r_sent']:,} "
+            f"refusals: {'exact' if c['quota_exact'] else 'NOT exact'}"
+        )
+        lines.append(
+            f"audit: {c['audit_rows']:,} rows == {c['requests_sent']:,} requests sent "
+            f"(F {c['f_audit']}, R {c['r_audit']}, U {c['u_audit']}): "
+            f"{'none lost' if c['audit_complete'] else 'MISMATCH'}"
+        )
+        counted = [f"{n} row updated {c[f'{n.lower()}_calls_made']:,} times for "
+                   f"{c[f'{n.lower()}_sent']:,} requests written"
+                   for n in ("B2", "B3") if c.get(f"{n.lower()}_sent") is not None]
+        if counted:
+            lines.append("harness: " + "; ".join(counted))
+    b = results.get("bulk")
+    if b:
+        e, cl, i = b["export"], b["client"], b["import"]
+        lines.append("")
+        lines.append(f"bulk ({b['articles']:,} articles, 1 worker):")
+        lines.append(
+            f"  export NDJSON   {e['rows_per_s']:>9,} rows/s  {e['rows']:,} rows "
+            f"{e['bytes'] / 1e6:,.0f} MB in {e['seconds']} s; worker peak RSS "
+            f"{mb(e['peak_rss_kb'])}; CPU s: worker {e['worker_cpu_s']}, "
+            f"MariaDB {e['db_cpu_s']}"
+        )
+        lines.append(
+            f"  mariadb --batch {cl['rows_per_s']:>9,} rows/s  {cl['rows']:,} rows "
+            f"{cl['bytes'] / 1e6:,.0f} MB in {cl['seconds']} s; CPU s: client "
+            f"{cl['client_cpu_s']}, MariaDB {cl['db_cpu_s']}"
+        )
+        failed = (f" FAILED: {i['error']}," if i.get("error")
+                  else f" FAILED: HTTP {i['status']}," if i.get("status") != 200 else "")
+        lines.append(
+            f"  import NDJSON   {i['rows_per_s']:>9,} rows/s  {i.get('imported')} rows{failed} "
+            f"{i['bytes'] / 1e6:,.0f} MB in {i['seconds']} s; worker peak RSS "
+            f"{mb(i['peak_rss_kb'])}; CPU s: worker {i['worker_cpu_s']}, "
+            f"MariaDB {i['db_cpu_s']}"
+        )
+    lines.append("")
+    lines.append("targets: " + ", ".join(
+        f"{name} {'met' if t['met'] else 'NOT met'}" for name, t in results["targets"].items()))
+    lines.append(f"wall time: {results['wall_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1])
+    conn = root_connection()
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION() AS v")
+        version = cur.fetchone()["v"]
+    conn.close()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(ram / 1024 / 1024),
+            "mariadb": version, "python": platform.python_version(),
+            "wrk": wrk_version.splitlines()[0] if wrk_version else "", "kernel": platform.release()}
+
+
+def targets(results: dict) -> dict:
+    out = {}
+    runs = results["runs"]
+    if {"F", "B2"} <= runs.keys():
+        f, b2 = runs["F"], runs["B2"]
+        out["F/B2"] = {"rule": ">= 0.5", "met": f["rps"] >= 0.5 * b2["rps"]}
+        out["p99 F/B2"] = {
+            "rule": "<= 2",
+            "met": f["measured"]["latency_us"]["p99"] <= 2 * b2["measured"]["latency_us"]["p99"],
+        }
+    if {"R", "B1"} <= runs.keys():
+        out["R/B1"] = {"rule": ">= 0.8", "met": runs["R"]["rps"] >= 0.8 * runs["B1"]["rps"]}
+    c = results.get("checks")
+    if c:
+        out["quota exact"] = {"rule": "==", "met": c["quota_exact"]}
+        out["audit complete"] = {"rule": "==", "met": c["audit_complete"]}
+    b = results.get("bulk")
+    if b:
+        out["export/client"] = {"rule": ">= 0.3", "met": b["export_ratio"] >= 0.3}
+        peak = b["export"]["peak_rss_kb"]
+        out["export peak RSS"] = {"rule": "< 150 MB", "met": peak is not None and peak < 150 * 1024}
+        out["export complete"] = {
+            "rule": "all rows",
+            "met": b["export"]["complete"] and b["export"]["rows"] == b["articles"],
+        }
+        out["import complete"] = {"rule": "all rows",
+                                  "met": b["import"].get("imported") == results["args"][
+                                      "import_rows"]}
+    return out
+
+
+def ratios(runs: dict) -> dict:
+    out = {}
+
+    def rps(name: str) -> float | None:
+        return runs[name]["rps"] if name in runs else None
+
+    for a, b in (("F", "B2"), ("F", "B1"), ("R", "B1"), ("U", "B1"), ("F", "B3"), ("B3", "B2")):
+        if rps(a) and rps(b):
+            out[f"{a}/{b}"] = round(rps(a) / rps(b), 3)
+    if "F" in runs and "B2" in runs:
+        out["p99 F/B2"] = round(
+            runs["F"]["measured"]["latency_us"]["p99"]
+            / runs["B2"]["measured"]["latency_us"]["p99"], 3)
+    return out
