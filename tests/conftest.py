@@ -34,14 +34,15 @@ def module_database() -> Iterator[str]:
 
 @pytest.fixture
 def database(request) -> Iterator[str]:
-    """A fresh migrated database for the test.
+    """A fresh migrated database for the test, with the sample data if marked `sample_data`.
 
     In a module marked `reuse_database` (its tests touch audit_logs only) the tests share one
     database per module instead, emptied of audit rows before each test: migrating costs about
     a second a test.
     """
     if request.node.get_closest_marker("reuse_database") is None:
-        with fresh_database() as name:
+        sample = request.node.get_closest_marker("sample_data") is not None
+        with fresh_database(sample=sample) as name:
             yield name
         return
     name = request.getfixturevalue("module_database")

@@ -26,6 +26,7 @@ from testkit import (
     DB_USER,
     ROOT,
     Sql,
+    close_app,
     fresh_database,
     make_app,
     root_connection,
@@ -110,8 +111,8 @@ def legacy(migrated) -> dict:
 
 
 @pytest.fixture
-def sql(migrated):
-    # Overrides the root fixture: the read-only tests look at the shared migrated database.
+def migrated_sql(migrated):
+    """The shared migrated legacy database, for the tests that only read."""
     return migrated.sql
 
 
@@ -125,8 +126,7 @@ def legacy_client() -> Iterator[tuple]:
         try:
             yield app.test_client(), before, sql
         finally:
-            app.extensions["audit"].close(timeout=2)
-            app.extensions["db"].discard()
+            close_app(app)
             sql.close()
 
 
@@ -139,32 +139,32 @@ def test_the_fixture_really_holds_the_legacy_defects(legacy):
     assert [len(legacy[t]) for t in TABLES] == [4, 5, 12]
 
 
-def test_keys_are_hashed_and_no_plain_key_column_remains(legacy, sql):
-    after = {k["id"]: k for k in sql.all("SELECT id, key_hash, key_prefix FROM api_keys")}
+def test_keys_are_hashed_and_no_plain_key_column_remains(legacy, migrated_sql):
+    after = {k["id"]: k for k in migrated_sql.all("SELECT id, key_hash, key_prefix FROM api_keys")}
     assert set(after) == {k["id"] for k in legacy["api_keys"]}
     for old in legacy["api_keys"]:
         plain = old["api_key"]
         assert after[old["id"]]["key_hash"] == hashlib.sha256(plain.encode()).hexdigest()
         assert after[old["id"]]["key_prefix"] == plain[:6]
     # The database's SHA2 agrees with the service's hashing.
-    assert sql.value(
+    assert migrated_sql.value(
         "SELECT COUNT(*) FROM api_keys WHERE key_hash = SHA2('key_JKL012', 256)"
     ) == 1
-    assert sql.all(
+    assert migrated_sql.all(
         "SELECT table_name FROM information_schema.COLUMNS "
         "WHERE table_schema = DATABASE() AND column_name = 'api_key'"
     ) == []
 
 
-def test_no_planted_key_nor_any_seven_character_piece_survives(legacy, sql):
-    dump = sql.dump().lower()
+def test_no_planted_key_nor_any_seven_character_piece_survives(legacy, migrated_sql):
+    dump = migrated_sql.dump().lower()
     assert "masked_audit_logs" in dump and "schema_migrations" in dump, "the dump covers all"
     found = sorted({p for key in PLANTED for p in pieces(key) if p.lower() in dump})
     assert not found, f"pieces of planted keys still in the database: {found}"
 
 
-def test_error_texts_are_scrubbed(legacy, sql):
-    rows = sql.all("SELECT id, error_message FROM audit_logs")
+def test_error_texts_are_scrubbed(legacy, migrated_sql):
+    rows = migrated_sql.all("SELECT id, error_message FROM audit_logs")
     texts = {r["id"]: r["error_message"] for r in rows}
     assert texts[4] == "Rate limit exceeded: key_AB... (5/5)"
     assert texts[5] == "permission denied for key_DE... on /api/export"
@@ -177,35 +177,35 @@ def test_error_texts_are_scrubbed(legacy, sql):
     assert [i for i, t in texts.items() if t is None] == [1, 2, 3, 6, 8]
 
 
-def test_permission_levels_become_scopes(legacy, sql):
+def test_permission_levels_become_scopes(legacy, migrated_sql):
     level = {u["id"]: u["permission_level"] for u in legacy["users"]}
-    rows = sql.all("SELECT id, user_id, scopes FROM api_keys ORDER BY id")
+    rows = migrated_sql.all("SELECT id, user_id, scopes FROM api_keys ORDER BY id")
     assert {r["id"]: scopes(r["scopes"]) for r in rows} == {
         r["id"]: SCOPES[level[r["user_id"]]] for r in rows
     }
     assert scopes(rows[2]["scopes"]) == {"export", "import", "audit", "admin"}  # key_GHI789
 
 
-def test_last_reset_is_a_date_and_every_counter_starts_afresh(legacy, sql):
-    column = sql.one(
+def test_last_reset_is_a_date_and_every_counter_starts_afresh(legacy, migrated_sql):
+    column = migrated_sql.one(
         "SELECT data_type, is_nullable, column_default FROM information_schema.COLUMNS "
         "WHERE table_schema = DATABASE() AND table_name = 'api_keys' "
         "AND column_name = 'last_reset'"
     )
     assert column["data_type"].lower() == "date" and column["is_nullable"] == "YES"
     assert column["column_default"] in (None, "NULL")
-    assert sql.all("SELECT DISTINCT last_reset, calls_made FROM api_keys") == [
+    assert migrated_sql.all("SELECT DISTINCT last_reset, calls_made FROM api_keys") == [
         {"last_reset": None, "calls_made": 0}
     ]
 
 
-def test_no_row_is_lost_and_audit_rows_keep_their_facts(legacy, sql):
+def test_no_row_is_lost_and_audit_rows_keep_their_facts(legacy, migrated_sql):
     for table in TABLES:
-        assert sql.value(f"SELECT COUNT(*) FROM `{table}`") == len(legacy[table]), table
+        assert migrated_sql.value(f"SELECT COUNT(*) FROM `{table}`") == len(legacy[table]), table
     key_ids = {k["api_key"]: k["id"] for k in legacy["api_keys"]}
     after = {
         r["id"]: r
-        for r in sql.all(
+        for r in migrated_sql.all(
             "SELECT id, key_id, key_prefix, endpoint, response_code, response_time_ms, "
             "`timestamp` FROM audit_logs"
         )
@@ -222,22 +222,22 @@ def test_no_row_is_lost_and_audit_rows_keep_their_facts(legacy, sql):
     assert after[1]["timestamp"].isoformat() == "2023-10-05T04:15:02"
 
 
-def test_masked_view_shows_six_characters_and_dots(legacy, sql):
-    rows = sql.all("SELECT id, masked_key FROM masked_audit_logs")
+def test_masked_view_shows_six_characters_and_dots(legacy, migrated_sql):
+    rows = migrated_sql.all("SELECT id, masked_key FROM masked_audit_logs")
     masked = {r["id"]: r["masked_key"] for r in rows}
     assert masked == {r["id"]: r["api_key"][:6] + "..." for r in legacy["audit_logs"]}
 
 
-def test_rerunning_migrate_changes_nothing(legacy, sql):
+def test_rerunning_migrate_changes_nothing(legacy, migrated_sql):
     def state() -> tuple[str, list[str]]:
         ddl = [
-            list(sql.one(f"SHOW CREATE TABLE `{t}`").values())[1]
+            list(migrated_sql.one(f"SHOW CREATE TABLE `{t}`").values())[1]
             for t in (*TABLES, "articles", "schema_migrations", "masked_audit_logs")
         ]
-        return sql.dump(), ddl
+        return migrated_sql.dump(), ddl
 
     first = state()
-    assert migrate(sql.database) == []
+    assert migrate(migrated_sql.database) == []
     assert state() == first
 
 

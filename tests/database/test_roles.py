@@ -53,7 +53,8 @@ ARTICLE = {
 # Table- and column-level "command denied"; 1044: access denied to a whole database.
 DENIED = {1142, 1143}
 
-pytestmark = pytest.mark.xdist_group("db_accounts")
+# `database` (on which app_factory and serve build) holds the sample data here.
+pytestmark = [pytest.mark.xdist_group("db_accounts"), pytest.mark.sample_data]
 
 
 def mysql_client(database: str, script: Path) -> None:
@@ -113,7 +114,7 @@ class Accounts:
 
 
 @pytest.fixture
-def roles(sample_database) -> Iterator[tuple[Accounts, pymysql.cursors.DictCursor]]:
+def roles(database) -> Iterator[tuple[Accounts, pymysql.cursors.DictCursor]]:
     """roles.sql applied to a migrated database with sample data; accounts still locked."""
     conn = root_connection()
     cur = conn.cursor()
@@ -121,8 +122,8 @@ def roles(sample_database) -> Iterator[tuple[Accounts, pymysql.cursors.DictCurso
     assert cur.fetchone()["got"] == 1, "another test held the accounts for 60 s"
     try:
         drop_accounts(cur)  # an interrupted earlier run may have left them
-        mysql_client(sample_database, ROLES_SQL)
-        yield Accounts(sample_database, {}), cur
+        mysql_client(database, ROLES_SQL)
+        yield Accounts(database, {}), cur
     finally:
         drop_accounts(cur)
         cur.execute("SELECT RELEASE_LOCK(%s)", (LOCK,))
@@ -136,12 +137,6 @@ def accounts(roles) -> Accounts:
     for user in (SERVICE, AUDITOR):
         found.unlock(cur, user)
     return found
-
-
-@pytest.fixture
-def database(sample_database) -> str:
-    # app_factory and serve build on `database`: make it the one the accounts were granted on.
-    return sample_database
 
 
 def as_utc_naive(moment: datetime) -> datetime:
