@@ -48,12 +48,15 @@ BASE_SETTINGS = {
 }
 
 
-def root_connection(database: str | None = None, **kwargs) -> pymysql.Connection:
+def root_connection(
+    database: str | None = None, *, user: str = DB_USER, password: str = DB_PASS, **kwargs
+) -> pymysql.Connection:
+    """A connection to the test server, as root unless another account is given."""
     return pymysql.connect(
         host=DB_HOST,
         port=DB_PORT,
-        user=DB_USER,
-        password=DB_PASS,
+        user=user,
+        password=password,
         database=database,
         charset="utf8mb4",
         autocommit=True,

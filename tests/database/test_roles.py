@@ -75,16 +75,7 @@ def drop_accounts(cur) -> None:
 
 
 def connect_as(user: str, password: str, database: str) -> pymysql.Connection:
-    return pymysql.connect(
-        host=DB_HOST,
-        port=DB_PORT,
-        user=user,
-        password=password,
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        cursorclass=pymysql.cursors.DictCursor,
-    )
+    return root_connection(database, user=user, password=password)
 
 
 def error_number(conn: pymysql.Connection, statement: str) -> int | None:
