@@ -130,9 +130,13 @@ def test_8_export_latency_has_no_artificial_delay(reader):
         response = reader.get("/api/export?limit=100", headers=DEF)
         latencies.append(time.perf_counter() - started)
         assert response.status_code == 200
+    mean = sum(latencies) / len(latencies)
     print(f"export latency over 20 calls: max {max(latencies) * 1000:.0f} ms, "
-          f"mean {sum(latencies) / len(latencies) * 1000:.0f} ms")
-    assert max(latencies) < 1.0
+          f"mean {mean * 1000:.0f} ms")
+    # The legacy slept a random 0 to 1.5 s: a mean near 750 ms over 20 calls (below 500 ms by
+    # chance about once in 200 runs). The mean, not the max, so that one call slowed by a busy
+    # machine does not decide.
+    assert mean < 0.5
 
 
 # ---------------------------------------------------------------------------------------------
