@@ -150,7 +150,11 @@ def _export_ndjson(params: dict) -> Response:
             if len(rows) < size:
                 return
 
-    return Response(stream_with_context(generate()), mimetype="application/x-ndjson")
+    response = Response(stream_with_context(generate()), mimetype="application/x-ndjson")
+    # Tells nginx (scripts/proxy) to pass this response on as it is produced instead of spooling
+    # it: the client gets the first line at once, and the proxy holds no copy of the export.
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
 
 
 @bp.post("/import")
