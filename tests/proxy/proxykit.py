@@ -57,7 +57,6 @@ class Proxy:
     port: int
     access_log: Path
     error_log: Path
-    state_dir: Path
 
     @property
     def url(self) -> str:
@@ -98,7 +97,6 @@ class Proxy:
 
 def start_proxy(upstreams: list[str], logs: Path, **env: str) -> Proxy:
     port = free_port()
-    state_dir = logs / f"nginx-{port}"
     access_log, error_log = logs / f"proxy-{port}.access.log", logs / f"proxy-{port}.error.log"
     process = subprocess.Popen(
         [str(ROOT / "scripts" / "proxy")],
@@ -109,14 +107,16 @@ def start_proxy(upstreams: list[str], logs: Path, **env: str) -> Proxy:
             "PROXY_BIND_HOST": "127.0.0.1",
             "UPSTREAMS": ",".join(upstreams),
             "PROXY_WORKERS": "2",
-            "PROXY_STATE_DIR": str(state_dir),
+            # Its own new directory under /tmp (pytest's are private to root, and nginx's
+            # workers, unprivileged, must reach their temporary files).
+            "TMPDIR": "/tmp",
             **env,
         },
         stdout=open(access_log, "wb"),  # noqa: SIM115 - handed to the child process
         stderr=open(error_log, "wb"),  # noqa: SIM115
         start_new_session=True,
     )
-    proxy = Proxy(process, port, access_log, error_log, state_dir)
+    proxy = Proxy(process, port, access_log, error_log)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:

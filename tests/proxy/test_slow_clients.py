@@ -5,7 +5,7 @@ worker until gunicorn's timeout kills it; behind nginx such connections cost ngi
 and never reach a worker. Both sides are measured and printed (run with -s to see them); the
 figures in docs/operations.md come from:
 
-    .venv/bin/pytest -s -p no:xdist tests/proxy/test_slow_clients.py
+    .venv/bin/pytest -s -n 0 tests/proxy/test_slow_clients.py
 """
 
 from __future__ import annotations
