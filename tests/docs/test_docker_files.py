@@ -1,10 +1,13 @@
 """There is no Docker engine on the build machines, so this checks what can be checked without
 one: the compose file's structure, the Dockerfile's stages, user and health check, that every
-path they copy exists, and that the image's command is the same scripts/serve the tests run."""
+path they copy exists, that the image's command is the same scripts/serve the tests run, and
+that nginx in front runs the same scripts/proxy the tests in tests/proxy run."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -29,16 +32,19 @@ def test_compose_runs_mysql_80_with_a_health_check_and_the_sample_database():
     assert (ROOT / mount[0]).is_file() and mount[1].startswith("/docker-entrypoint-initdb.d/")
 
 
-def test_api_waits_for_a_healthy_database_and_for_migrations():
+API_REPLICAS = ("api-1", "api-2")
+
+
+def test_each_api_replica_waits_for_a_healthy_database_and_for_migrations():
     services = compose()["services"]
     assert services["migrate"]["command"][-1] == "migrate"
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
-    depends = services["api"]["depends_on"]
-    assert depends["db"]["condition"] == "service_healthy"
-    assert depends["migrate"]["condition"] == "service_completed_successfully"
-    env = services["api"]["environment"]
-    assert env["DB_HOST"] == "db" and env["PORT"] == "8080"
-    assert services["api"]["ports"] == ["8080:8080"]
+    for name in API_REPLICAS:
+        depends = services[name]["depends_on"]
+        assert depends["db"]["condition"] == "service_healthy"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        env = services[name]["environment"]
+        assert env["DB_HOST"] == "db" and env["PORT"] == "8080"
 
 
 def test_dockerfile_is_multi_stage_non_root_with_a_health_check():
@@ -57,3 +63,59 @@ def test_everything_the_image_copies_exists():
         assert (ROOT / source).exists(), source
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in ignored and ".git" in ignored, "secrets and history stay out of the image"
+
+
+# --- the production shape: nginx (scripts/proxy) in front of two replicas, only nginx published
+
+
+def test_two_api_replicas_on_one_database_trust_exactly_one_proxy_and_are_not_published():
+    services = compose()["services"]
+    api_services = [name for name, s in services.items() if s.get("build") == "."]
+    assert sorted(set(api_services) - {"migrate"}) == list(API_REPLICAS)
+    first, second = (services[name] for name in API_REPLICAS)
+    assert first == second  # the same image, settings and database
+    assert first["environment"]["TRUSTED_PROXIES"] == "1"
+    assert "ports" not in first
+    assert first["expose"] == [first["environment"]["PORT"]]
+
+
+def test_only_nginx_is_published_and_it_runs_the_repository_proxy_in_front_of_both_replicas():
+    services = compose()["services"]
+    published = {name for name, s in services.items() if s.get("ports")}
+    assert published - {"db"} == {"proxy"}  # the database port is another matter
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("nginx:1.")
+    assert proxy["ports"] == [f"8080:{proxy['environment']['PROXY_PORT']}"]
+    mounts = dict(volume.rsplit(":", 1)[0].split(":") for volume in proxy["volumes"])
+    assert mounts == {
+        "./scripts/proxy": "/opt/wme/scripts/proxy",
+        "./scripts/nginx": "/opt/wme/scripts/nginx",
+    }
+    assert all(volume.endswith(":ro") for volume in proxy["volumes"])
+    assert proxy["command"] == ["/opt/wme/scripts/proxy"]
+    port = services["api-1"]["environment"]["PORT"]
+    assert proxy["environment"]["UPSTREAMS"] == ",".join(f"{n}:{port}" for n in API_REPLICAS)
+    for name in API_REPLICAS:
+        assert proxy["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_nginx_refuses_and_times_out_exactly_as_the_replicas_do():
+    services = compose()["services"]
+    proxy_env = services["proxy"]["environment"]
+    for setting in ("MAX_BODY_BYTES", "GUNICORN_TIMEOUT"):
+        assert proxy_env[setting] == services["api-1"]["environment"][setting], setting
+
+
+def test_the_proxy_configuration_renders_from_the_compose_settings():
+    env = {k: str(v) for k, v in compose()["services"]["proxy"]["environment"].items()}
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "proxy"), "--print-config"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"server (\S+) max_fails", result.stdout) == ["api-1:8080", "api-2:8080"]
+    assert re.search(r"^\s*client_max_body_size 67108864;", result.stdout, flags=re.M)
+    assert re.search(r"^\s*listen 0\.0\.0\.0:8080;", result.stdout, flags=re.M)
