@@ -1,8 +1,11 @@
 """One instance killed (SIGKILL to its gunicorn master and workers, no goodbye) behind nginx.
 
-GETs in flight or arriving go to the other instance: no client sees a 502. An import in flight
-is never replayed on the other instance: its client gets the JSON 502 and the import exists at
-most once. The counts are printed (-s); docs/operations.md quotes them from:
+GETs in flight or arriving go to the other instance: no client sees a 502. The one thing nginx
+cannot repair: a response whose headers it had already passed on when the instance died arrives
+cut short (its Content-Length unmet, which every HTTP client detects); at most one per worker of
+the killed instance. An import in flight is never replayed on the other instance: its client gets
+the JSON 502 and the import exists at most once. The counts are printed (-s);
+docs/operations.md quotes them from:
 
     .venv/bin/pytest -s -n 0 tests/proxy/test_failover.py
 """
@@ -48,7 +51,7 @@ def test_killing_an_instance_during_a_load_of_gets_shows_no_client_a_502(stack):
     key = stack.add_key("export")
     victim, survivor = stack.instances
     victim_workers = len(gunicorn_workers(victim))
-    answers: list[tuple[int, str]] = []
+    answers: list[tuple[int | str, str | None]] = []  # (status or "truncated", request id)
     lock = threading.Lock()
     killed = threading.Event()
 
@@ -59,10 +62,20 @@ def test_killing_an_instance_during_a_load_of_gets_shows_no_client_a_502(stack):
                     if len(answers) >= LOAD_REQUESTS:
                         return
                 response = session.get(
-                    stack.url + "/api/export?limit=5", headers={"X-API-Key": key}, timeout=30
+                    stack.url + "/api/export?limit=5",
+                    headers={"X-API-Key": key},
+                    timeout=30,
+                    stream=True,
                 )
+                request_id = response.headers.get("X-Request-ID")
+                try:
+                    response.content  # noqa: B018 - reads the whole body
+                    outcome = response.status_code
+                except requests.exceptions.ChunkedEncodingError:
+                    outcome = "truncated"  # the instance died after nginx passed on the headers
+                    session.close()
                 with lock:
-                    answers.append((response.status_code, response.headers.get("X-Request-ID")))
+                    answers.append((outcome, request_id))
                     if len(answers) == KILL_AFTER:
                         killed.set()
 
@@ -77,6 +90,7 @@ def test_killing_an_instance_during_a_load_of_gets_shows_no_client_a_502(stack):
 
     statuses = collections.Counter(status for status, _ in answers)
     answered = {request_id for status, request_id in answers if status == 200}
+    truncated = {request_id for status, request_id in answers if status == "truncated"}
     entries = {e["request_id"]: e for e in stack.proxy.entries() if e["request_id"] in answered}
     victim_addr, survivor_addr = f"127.0.0.1:{victim.port}", f"127.0.0.1:{survivor.port}"
     by_survivor = {rid for rid, e in entries.items() if e["upstream"].endswith(survivor_addr)}
@@ -88,27 +102,30 @@ def test_killing_an_instance_during_a_load_of_gets_shows_no_client_a_502(stack):
     print(
         f"\nFAILOVER: {len(answers)} GETs from {LOAD_CLIENTS} clients through nginx; instance"
         f" {victim.port} SIGKILLed (master + {victim_workers} workers) after {KILL_AFTER}"
-        f"\n  statuses: {dict(statuses)}"
+        f"\n  outcomes: {dict(statuses)}"
         f"\n  answered by the killed instance before the kill: {len(by_victim)};"
         f" by the survivor: {len(by_survivor)}, of which {len(retried)} were passed on to it"
         f" after failing on the killed one"
         f"\n  quota units (calls_made): {calls_made} for {len(answered)} answered"
         f" ({calls_made - len(answered)} charged by the killed instance for requests it never"
-        f" answered)"
+        f" answered whole)"
         f"\n  audit rows: {len(audited)} for {len(answered)} answered ({len(lost)} lost in the"
         f" killed instance's buffer, {len(audited) - len(set(audited))} duplicated)"
+        f"\n  responses cut short (headers passed on, then the instance died): {len(truncated)}"
     )
-    assert statuses == {200: len(answers)}  # no 502, nor anything else
+    assert set(statuses) <= {200, "truncated"}  # no 502, nor any other error
+    assert len(truncated) <= victim_workers
     assert by_survivor | by_victim == answered
     # Everything the surviving instance answered is counted and audited, exactly once each.
     assert by_survivor <= set(audited)
     assert len(audited) == len(set(audited))
-    assert set(audited) <= answered
+    assert set(audited) <= answered | truncated
     # What SIGKILL costs, and no more: rows still in the killed instance's buffer (it flushes
     # every AUDIT_FLUSH_INTERVAL), and a unit for a request it had admitted but never answered
-    # (at most one per worker; nginx then passed the request on).
+    # whole (at most one per worker: nginx passed the request on, or cut it short).
     assert lost <= by_victim
-    assert 0 <= calls_made - len(answered) <= min(victim_workers, len(retried))
+    extra_units = calls_made - len(answered)
+    assert 0 <= extra_units <= min(victim_workers, len(retried) + len(truncated))
 
 
 def many_articles(count: int) -> list[dict]:
