@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the evidence committed under monitoring/ and docs/screenshots/, from real runs.
 
-    .venv/bin/python scripts/evidence.py [--skip-screenshots]
+    .venv/bin/python scripts/evidence.py [--skip-screenshots] [--monitor-only]
 
 1. monitoring/logs.txt: the service's own log of a quota cycle for key_ABC123 (five 200s, the
    429 with its reset time, and the next UTC day's 200). The service runs under libfaketime
@@ -9,7 +9,8 @@
    runs; nothing is edited afterwards.
 2. monitoring/report-*.json and monitoring/validation.txt: the monitor's validation from the brief
    against the real service: healthy (exit 0), an endpoint slowed by a relay that delays every
-   answer by 700 ms (exit 1), the service stopped (exit 1).
+   answer by 700 ms (exit 1), the service stopped (exit 1). Reports of real runs in monitoring/
+   are ignored by git, these samples too: after regenerating, `git add -f monitoring/report-*`.
 3. docs/screenshots/*.png: scripts/screenshots (a real newman run rendered by headless Chromium).
 
 Every run uses a throw-away database; keys appear only as their 6-character prefix.
@@ -107,6 +108,13 @@ def monitor_validation() -> None:
         with fresh_database(sample=True, prefix="evidence") as database:
             service = start_service(database, log, workers=2, settings=DB_SETTINGS)
             try:
+                # Each worker opens its database connection on its first request: warm them
+                # first, so the samples show the service's latency, not its start-up.
+                for _ in range(4):
+                    for path in ("/health", "/api/export", "/api/audit"):
+                        requests.get(
+                            service.url + path, headers={"X-API-Key": "key_DEF456"}, timeout=10
+                        )
                 runs.append(("healthy service", "0", *monitor(service.url)))
                 # The brief's "slow endpoint": every connection held 700 ms before it reaches
                 # the service, so every answer comes 700 ms late.
@@ -120,7 +128,7 @@ def monitor_validation() -> None:
         log.unlink(missing_ok=True)
     text = [
         "# The brief's monitoring validation, run against the real service (scripts/serve).",
-        "# Regenerate: .venv/bin/python scripts/evidence.py",
+        "# Regenerate: .venv/bin/python scripts/evidence.py --monitor-only",
         f"# Made: {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
         "",
     ]
@@ -145,12 +153,15 @@ def write_checked(path: Path, text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-screenshots", action="store_true")
+    parser.add_argument("--monitor-only", action="store_true", help="only the monitor's samples")
     args = parser.parse_args()
-    quota_cycle_log()
+    if not args.monitor_only:
+        quota_cycle_log()
     monitor_validation()
     for report in sorted(MONITORING.glob("report-*.json")):
         write_checked(report, report.read_text(encoding="utf-8"))
-    if not args.skip_screenshots:
+    print("sample reports are git-ignored like real runs: git add -f monitoring/report-*.json")
+    if not (args.skip_screenshots or args.monitor_only):
         subprocess.run([str(ROOT / "scripts" / "screenshots")], cwd=ROOT, check=True)
     return 0
 

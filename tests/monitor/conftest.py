@@ -7,6 +7,7 @@ Everything binds 127.0.0.1 port 0, so the tests can run in parallel (xdist).
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -121,6 +122,10 @@ class FakeAPI:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def set_route(self, name: str, **route: Any) -> None:
+        """set_route("health", body=b"OK"): change how one route answers from now on."""
+        self.routes[ROUTE_PATHS[name]] = Route(**route)
 
     def requests_for(self, path: str) -> list[SeenRequest]:
         with self._lock:
@@ -311,8 +316,11 @@ BEHAVIOURS: dict[str, Behaviour] = {
 def make_raw(api_key: str) -> Iterator[Callable[[str], RawServer]]:
     servers: list[RawServer] = []
 
-    def make(behaviour: str) -> RawServer:
-        server = RawServer(BEHAVIOURS[behaviour], key=api_key)
+    def make(behaviour: str | Behaviour) -> RawServer:
+        """make("hang"), or make(function(server, conn)) for a behaviour of the test's own."""
+        server = RawServer(
+            BEHAVIOURS[behaviour] if isinstance(behaviour, str) else behaviour, key=api_key
+        )
         servers.append(server)
         return server
 
@@ -370,16 +378,50 @@ class MonitorRun:
         return [r["code"] for r in self.check(name)["reasons"]]
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
+# Every MONITOR_* variable the monitor reads.
+MONITOR_VARIABLES = (
+    "MONITOR_API_KEY",
+    "MONITOR_BASE_URL",
+    "MONITOR_THRESHOLD_MS",
+    "MONITOR_TIMEOUT_MS",
+    "MONITOR_RUN_TIMEOUT_MS",
+    "MONITOR_RETRIES",
+    "MONITOR_REPORT_DIR",
+    "MONITOR_JUNIT",
+    "MONITOR_PROMETHEUS_FILE",
+)
+
+
+def _clean_env(*, dotenv: bool = False, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    if not dotenv:
+        # Set but empty (= the default), so a developer's own .env in the project, which the
+        # monitor reads, cannot change these runs: the environment wins over .env.
+        env.update(dict.fromkeys(MONITOR_VARIABLES, ""))
     env.update(extra)
     return env
 
 
 @pytest.fixture
 def clean_env() -> Callable[..., dict[str, str]]:
-    """clean_env(MONITOR_X="1"): the environment without any MONITOR_* but these."""
+    """clean_env(MONITOR_X="1"): the environment with no MONITOR_* but these (the others set
+    empty, which masks .env); clean_env(dotenv=True, ...) leaves them unset, so .env counts."""
     return _clean_env
+
+
+@pytest.fixture
+def monitor_project(tmp_path: Path) -> Path:
+    """A copy of the monitor alone in a project folder (scripts/ and an empty monitoring/):
+    no service/, no .env, no reports, as on a host that only runs the monitor."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        SCRIPT.parent / "wme_monitor",
+        project / "scripts" / "wme_monitor",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(SCRIPT, project / "scripts" / SCRIPT.name)
+    (project / "monitoring").mkdir()
+    return project
 
 
 @pytest.fixture
@@ -394,8 +436,10 @@ def run_monitor(tmp_path: Path, api_key: str) -> Callable[..., MonitorRun]:
         add_report_dir: bool = True,
         junit: bool = False,
         timeout: float = 30,
+        script: Path = SCRIPT,
+        cwd: Path | None = None,
     ) -> MonitorRun:
-        argv = [sys.executable, str(SCRIPT), *args]
+        argv = [sys.executable, str(script), *args]
         directory = report_dir or tmp_path / "reports"
         if add_report_dir:
             argv += ["--report-dir", str(directory)]
@@ -410,7 +454,7 @@ def run_monitor(tmp_path: Path, api_key: str) -> Callable[..., MonitorRun]:
             capture_output=True,
             text=True,
             timeout=timeout,
-            cwd=tmp_path,
+            cwd=cwd or tmp_path,
             check=False,
         )
         ended = time.monotonic()

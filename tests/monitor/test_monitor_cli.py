@@ -261,7 +261,9 @@ def test_trend_across_consecutive_runs(make_api, run_monitor, validator, tmp_pat
         run = run_monitor("--base-url", failing.url)
         assert run.returncode == 1
         trends.append(assert_valid(run, validator)["trend"])
-    run = run_monitor("--base-url", make_api().url)
+    # The same target recovers: its history continues.
+    failing.set_route("health", body=b"OK", content_type="text/plain")
+    run = run_monitor("--base-url", failing.url)
     assert run.returncode == 0
     trends.append(assert_valid(run, validator)["trend"])
 

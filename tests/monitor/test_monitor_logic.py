@@ -14,12 +14,23 @@ from pathlib import Path
 
 import pytest
 import requests
-import service_monitor as sm
 import urllib3.exceptions
 from freezegun import freeze_time
 
-R = sm.ReasonCode
+from wme_monitor import checks, cli, exit_codes, junit, reasons, redact, runner, units
+from wme_monitor import config as cfgmod
+from wme_monitor import http_attempt as attempt
+from wme_monitor import report as reporting
+from wme_monitor import trend as trends
+
+R = reasons.ReasonCode
 KEY = "key_SECRET_1234567890"
+
+
+@pytest.fixture(autouse=True)
+def no_dotenv(tmp_path, monkeypatch):
+    """main() in process reads no .env (a developer's own could change these tests)."""
+    monkeypatch.setattr(cfgmod, "DOTENV_PATH", tmp_path / "no.env")
 
 
 # --------------------------------------------------------------------------
@@ -69,7 +80,7 @@ def _new_connection_error(cause: OSError) -> urllib3.exceptions.NewConnectionErr
             R.TIMEOUT,
         ),
         (TimeoutError("timed out"), R.TIMEOUT),
-        (sm.DeadlineExceeded(), R.TIMEOUT),
+        (attempt.DeadlineExceeded(), R.TIMEOUT),
         (requests.exceptions.SSLError("certificate verify failed"), R.TLS),
         (ssl.SSLCertVerificationError(1, "certificate verify failed"), R.TLS),
         (
@@ -87,13 +98,13 @@ def _new_connection_error(cause: OSError) -> urllib3.exceptions.NewConnectionErr
             _wrapped(_new_connection_error(OSError(errno.ENETUNREACH, "unreachable"))),
             R.CONNECTION_ERROR,
         ),
-        (sm.BodyTooLarge(), R.BODY_INVALID),
+        (attempt.BodyTooLarge(), R.BODY_INVALID),
         (requests.exceptions.ContentDecodingError("bad gzip"), R.BODY_INVALID),
         (RuntimeError("something else"), R.CONNECTION_ERROR),
     ],
 )
 def test_classify_exception(exc, code):
-    reason = sm.classify_exception(exc)
+    reason = reasons.classify_exception(exc)
     assert reason.code is code
     assert reason.message
 
@@ -103,16 +114,17 @@ def test_classify_exception_survives_cycles():
     b = ValueError("b")
     a.__context__ = b
     b.__context__ = a
-    assert sm.classify_exception(a).code is R.CONNECTION_ERROR
+    assert reasons.classify_exception(a).code is R.CONNECTION_ERROR
 
 
 def test_describe_exception_names_the_low_level_cause_and_scrubs():
     exc = _wrapped(_new_connection_error(ConnectionRefusedError(111, "Connection refused")))
     assert (
-        sm.describe_exception(exc, KEY) == "ConnectionRefusedError: [Errno 111] Connection refused"
+        reasons.describe_exception(exc, KEY)
+        == "ConnectionRefusedError: [Errno 111] Connection refused"
     )
     leaky = ValueError(f"bad status line 'HTTP/1.1 {KEY}'")
-    described = sm.describe_exception(leaky, KEY)
+    described = reasons.describe_exception(leaky, KEY)
     assert KEY not in described and "[REDACTED]" in described
 
 
@@ -120,12 +132,14 @@ def test_describe_exception_names_the_low_level_cause_and_scrubs():
 # evaluate and friends
 # --------------------------------------------------------------------------
 
-SPECS = {spec.name: spec for spec in sm.CHECKS}
-TIMEOUT = sm.Deadline(R.TIMEOUT, 2000, 2001.23)
+SPECS = {spec.name: spec for spec in checks.CHECKS}
+TIMEOUT = reasons.Deadline(R.TIMEOUT, 2000, 2001.23)
 
 
-def ok(body: bytes, total: float = 12.0, status: int = 200, phrase: str = "OK") -> sm.Observation:
-    return sm.Observation(
+def ok(
+    body: bytes, total: float = 12.0, status: int = 200, phrase: str = "OK"
+) -> attempt.Observation:
+    return attempt.Observation(
         elapsed_ms=total,
         http_status=status,
         reason_phrase=phrase,
@@ -136,8 +150,8 @@ def ok(body: bytes, total: float = 12.0, status: int = 200, phrase: str = "OK") 
     )
 
 
-def evaluate(name: str, obs: sm.Observation, threshold: float = 500) -> list[dict]:
-    return [r.to_dict() for r in sm.evaluate(SPECS[name], obs, threshold, TIMEOUT, KEY)]
+def evaluate(name: str, obs: attempt.Observation, threshold: float = 500) -> list[dict]:
+    return [r.to_dict() for r in checks.evaluate(SPECS[name], obs, threshold, TIMEOUT, KEY)]
 
 
 @pytest.mark.parametrize(
@@ -204,7 +218,7 @@ def test_evaluate_latency_exactly_at_threshold_passes():
 
 
 def test_evaluate_deadline_hit_is_timeout_with_limit():
-    obs = sm.Observation(elapsed_ms=2001.23, deadline_hit=True)
+    obs = attempt.Observation(elapsed_ms=2001.23, deadline_hit=True)
     assert evaluate("audit", obs) == [
         {
             "code": "timeout",
@@ -216,38 +230,38 @@ def test_evaluate_deadline_hit_is_timeout_with_limit():
 
 
 def test_evaluate_requests_timeout_uses_the_deadline():
-    obs = sm.Observation(elapsed_ms=1999.0, error=requests.exceptions.ReadTimeout("x"))
+    obs = attempt.Observation(elapsed_ms=1999.0, error=requests.exceptions.ReadTimeout("x"))
     (reason,) = evaluate("audit", obs)
     assert reason["code"] == "timeout" and reason["limit_ms"] == 2000
 
 
 def test_evaluate_run_deadline():
-    deadline = sm.Deadline(R.RUN_DEADLINE, 3000, 3004.0)
-    obs = sm.Observation(elapsed_ms=900.0, deadline_hit=True)
-    (reason,) = sm.evaluate(SPECS["audit"], obs, 500, deadline, KEY)
+    deadline = reasons.Deadline(R.RUN_DEADLINE, 3000, 3004.0)
+    obs = attempt.Observation(elapsed_ms=900.0, deadline_hit=True)
+    (reason,) = checks.evaluate(SPECS["audit"], obs, 500, deadline, KEY)
     assert reason.to_dict()["code"] == "run_deadline"
     assert reason.limit_ms == 3000 and reason.measured_ms == 3004.0
 
 
 def test_evaluate_network_error():
-    obs = sm.Observation(elapsed_ms=1.0, error=ConnectionRefusedError(111, "refused"))
+    obs = attempt.Observation(elapsed_ms=1.0, error=ConnectionRefusedError(111, "refused"))
     assert [r["code"] for r in evaluate("health", obs)] == ["connection_refused"]
 
 
 def test_excerpt_scrubs_before_truncating():
     body = ("x" * 75 + KEY + "y" * 50).encode()
-    text = sm.excerpt(body, KEY, limit=80)
+    text = redact.excerpt(body, KEY, limit=80)
     assert len(text) <= 80
     assert KEY[:5] not in text  # no prefix of the key survives the cut
-    assert sm.excerpt(b"line one\n\tline two", KEY) == "line one line two"
+    assert redact.excerpt(b"line one\n\tline two", KEY) == "line one line two"
 
 
 def test_scrub_without_secret_is_identity():
-    assert sm.scrub("abc", "") == "abc"
+    assert redact.scrub("abc", "") == "abc"
 
 
 @pytest.mark.parametrize(
-    ("reasons", "retry"),
+    ("codes", "retry"),
     [
         ([R.CONNECTION_REFUSED], True),
         ([R.DNS], True),
@@ -259,8 +273,8 @@ def test_scrub_without_secret_is_identity():
         ([R.RUN_DEADLINE], False),
     ],
 )
-def test_is_retryable(reasons, retry):
-    assert sm.is_retryable([sm.Reason(code, "m") for code in reasons]) is retry
+def test_is_retryable(codes, retry):
+    assert reasons.is_retryable([reasons.Reason(code, "m") for code in codes]) is retry
 
 
 # --------------------------------------------------------------------------
@@ -281,19 +295,20 @@ def test_is_retryable(reasons, retry):
     ],
 )
 def test_percentile(values, p, expected):
-    result = sm.percentile(values, p)
+    result = trends.percentile(values, p)
     assert result == pytest.approx(expected) if expected is not None else result is None
 
 
 def test_percentile_rejects_out_of_range():
     with pytest.raises(ValueError):
-        sm.percentile([1.0], 101)
+        trends.percentile([1.0], 101)
 
 
 def report_with(**checks: tuple[str, float | None]) -> dict:
     return {
         "schema_version": "1.0",
         "started_at": "2026-01-01T00:00:00.000Z",
+        "config": {"base_url": "http://svc.test", "threshold_ms": 500},
         "checks": [
             {"name": name, "status": status, "latency_ms": {"total": total, "ttfb": None}}
             for name, (status, total) in checks.items()
@@ -306,7 +321,9 @@ def current(name: str, status: str, total: float | None) -> dict:
 
 
 def test_trend_without_history():
-    trend = sm.compute_trend([], [current("health", "fail", None), current("audit", "pass", 10.0)])
+    trend = trends.compute_trend(
+        [], [current("health", "fail", None), current("audit", "pass", 10.0)]
+    )
     assert trend["previous_reports"] == 0 and trend["window"] == 20
     assert trend["checks"]["health"] == {
         "previous_status": None,
@@ -326,19 +343,19 @@ def test_trend_counts_consecutive_failures_and_previous_status():
         report_with(health=("fail", 3.0)),
         report_with(health=("fail", None)),
     ]
-    trend = sm.compute_trend(history, [current("health", "fail", 4.0)])["checks"]["health"]
+    trend = trends.compute_trend(history, [current("health", "fail", 4.0)])["checks"]["health"]
     assert trend["previous_status"] == "fail"
     assert trend["consecutive_failures"] == 3
     assert trend["samples"] == 4  # the null latency is skipped
     assert trend["p50_ms"] == 2.5
 
-    passed = sm.compute_trend(history, [current("health", "pass", 4.0)])["checks"]["health"]
+    passed = trends.compute_trend(history, [current("health", "pass", 4.0)])["checks"]["health"]
     assert passed["consecutive_failures"] == 0 and passed["previous_status"] == "fail"
 
 
 def test_trend_streak_breaks_on_a_report_without_the_check():
     history = [report_with(health=("fail", 1.0)), report_with(audit=("pass", 1.0))]
-    trend = sm.compute_trend(history, [current("health", "fail", 1.0)])["checks"]["health"]
+    trend = trends.compute_trend(history, [current("health", "fail", 1.0)])["checks"]["health"]
     assert trend["consecutive_failures"] == 1
     assert trend["previous_status"] == "fail"  # most recent report that has the check
 
@@ -347,7 +364,7 @@ def test_trend_percentiles_cover_the_last_20_runs_only():
     history = [report_with(export=("pass", 1000.0))] * 5 + [
         report_with(export=("pass", float(i))) for i in range(1, 20)
     ]
-    trend = sm.compute_trend(history, [current("export", "pass", 20.0)])["checks"]["export"]
+    trend = trends.compute_trend(history, [current("export", "pass", 20.0)])["checks"]["export"]
     assert trend["samples"] == 20
     assert trend["p50_ms"] == 10.5
     assert trend["p95_ms"] == pytest.approx(19.05, abs=0.1)
@@ -362,7 +379,7 @@ def test_trend_ignores_malformed_entries():
         },
         report_with(health=("fail", "slow")),  # type: ignore[arg-type]
     ]
-    trend = sm.compute_trend(history, [current("health", "fail", 5.0)])["checks"]["health"]
+    trend = trends.compute_trend(history, [current("health", "fail", 5.0)])["checks"]["health"]
     assert trend["consecutive_failures"] == 2
     assert trend["samples"] == 1
 
@@ -376,26 +393,26 @@ def test_report_filename_is_sortable_and_colon_free():
     a = datetime(2026, 11, 26, 7, 15, 30, 123456, tzinfo=UTC)
     b = datetime(2026, 11, 26, 7, 15, 30, 124000, tzinfo=UTC)
     c = datetime(2026, 11, 26, 7, 15, 31, 0, tzinfo=UTC)
-    names = [sm.report_filename(x) for x in (a, b, c)]
+    names = [reporting.report_filename(x) for x in (a, b, c)]
     assert names[0] == "report-20261126T071530.123Z.json"
     assert names == sorted(names) and len(set(names)) == 3
     assert all(":" not in n for n in names)
-    assert sm.format_rfc3339(a) == "2026-11-26T07:15:30.123Z"
+    assert units.format_rfc3339(a) == "2026-11-26T07:15:30.123Z"
 
 
 def test_unique_report_path_never_overwrites(tmp_path):
     moment = datetime(2026, 11, 26, 7, 15, 30, 123000, tzinfo=UTC)
-    first = sm.unique_report_path(tmp_path, moment)
+    first = reporting.unique_report_path(tmp_path, moment)
     first.write_text("{}")
-    second = sm.unique_report_path(tmp_path, moment)
+    second = reporting.unique_report_path(tmp_path, moment)
     assert second.name == "report-20261126T071530.124Z.json"
     assert first.name < second.name
 
 
 def test_atomic_write_text_replaces_and_leaves_no_temp_file(tmp_path):
     target = tmp_path / "sub" / "report-x.json"
-    sm.atomic_write_text(target, "one")
-    sm.atomic_write_text(target, "two")
+    reporting.atomic_write_text(target, "one")
+    reporting.atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["report-x.json"]
 
@@ -417,10 +434,10 @@ def test_load_previous_reports_skips_foreign_files(tmp_path):
     write("unrelated.json", json.dumps(older))
     (tmp_path / "report-dir.json").mkdir()
 
-    loaded = sm.load_previous_reports(tmp_path)
+    loaded = reporting.load_previous_reports(tmp_path)
     assert [r["started_at"] for r in loaded] == [older["started_at"], newer["started_at"]]
-    assert sm.load_previous_reports(tmp_path, limit=1) == [newer]
-    assert sm.load_previous_reports(tmp_path / "missing") == []
+    assert reporting.load_previous_reports(tmp_path, limit=1) == [newer]
+    assert reporting.load_previous_reports(tmp_path / "missing") == []
 
 
 # --------------------------------------------------------------------------
@@ -429,16 +446,16 @@ def test_load_previous_reports_skips_foreign_files(tmp_path):
 
 
 def args(*argv: str) -> argparse.Namespace:
-    return sm.build_parser().parse_args(list(argv))
+    return cfgmod.build_parser().parse_args(list(argv))
 
 
 def test_config_defaults():
-    config = sm.resolve_config(args(), {})
+    config = cfgmod.resolve_config(args(), {})
     assert config.base_url == "http://localhost:8080"
     assert config.threshold_ms == 500 and config.timeout_ms == 2000
     assert config.retries == 0
     assert config.run_timeout_ms == 2000 + 1000
-    assert config.report_dir == Path(sm.__file__).resolve().parent.parent / "monitoring"
+    assert config.report_dir == Path(__file__).resolve().parents[2] / "monitoring"
     assert config.junit is None
     assert config.api_key == "key_DEF456"
 
@@ -453,14 +470,14 @@ def test_config_from_environment():
         "MONITOR_JUNIT": "out/junit.xml",
         "MONITOR_API_KEY": KEY,
     }
-    config = sm.resolve_config(args(), env)
+    config = cfgmod.resolve_config(args(), env)
     assert config.base_url == "https://api.example.test/prefix/"
     assert config.threshold_ms == 250.5 and config.timeout_ms == 1000 and config.retries == 2
     assert config.run_timeout_ms == 1000 * 3 + 200 * 2 + 1000
     assert config.report_dir == Path("rel/reports") and config.junit == Path("out/junit.xml")
     assert config.api_key == KEY
     assert KEY not in repr(config)
-    assert sm.check_url(config.base_url, "/health") == "https://api.example.test/prefix/health"
+    assert cfgmod.check_url(config.base_url, "/health") == "https://api.example.test/prefix/health"
 
 
 def test_flags_win_over_environment():
@@ -469,23 +486,25 @@ def test_flags_win_over_environment():
         "MONITOR_RETRIES": "3",
         "MONITOR_THRESHOLD_MS": "abc",
     }
-    config = sm.resolve_config(args("--base-url", "http://flag:2", "--threshold-ms", "100"), env)
+    config = cfgmod.resolve_config(
+        args("--base-url", "http://flag:2", "--threshold-ms", "100"), env
+    )
     assert config.base_url == "http://flag:2"
     assert config.threshold_ms == 100
     assert config.retries == 3
 
 
 def test_empty_environment_values_count_as_unset():
-    config = sm.resolve_config(
+    config = cfgmod.resolve_config(
         args(), {"MONITOR_BASE_URL": "", "MONITOR_RETRIES": "  ", "MONITOR_API_KEY": ""}
     )
-    assert config.base_url == sm.DEFAULT_BASE_URL and config.retries == 0
+    assert config.base_url == cfgmod.DEFAULT_BASE_URL and config.retries == 0
     assert config.api_key == "key_DEF456"
 
 
 def test_there_is_no_key_flag():
     with pytest.raises(SystemExit):
-        sm.build_parser().parse_args(["--api-key", "x"])
+        cfgmod.build_parser().parse_args(["--api-key", "x"])
 
 
 @pytest.mark.parametrize(
@@ -503,15 +522,15 @@ def test_there_is_no_key_flag():
     ],
 )
 def test_bad_base_urls(url):
-    with pytest.raises(sm.UsageError, match="--base-url"):
-        sm.resolve_config(args("--base-url", url), {})
+    with pytest.raises(cfgmod.UsageError, match="--base-url"):
+        cfgmod.resolve_config(args("--base-url", url), {})
 
 
 @pytest.mark.parametrize(
     "url", ["http://localhost:8080", "https://example.test", "http://[::1]:80/x"]
 )
 def test_good_base_urls(url):
-    assert sm.resolve_config(args("--base-url", url), {}).base_url == url
+    assert cfgmod.resolve_config(args("--base-url", url), {}).base_url == url
 
 
 @pytest.mark.parametrize(
@@ -529,13 +548,13 @@ def test_good_base_urls(url):
     ],
 )
 def test_bad_numbers(flag, value):
-    with pytest.raises(sm.UsageError, match=flag):
-        sm.resolve_config(args(flag, value), {})
+    with pytest.raises(cfgmod.UsageError, match=flag):
+        cfgmod.resolve_config(args(flag, value), {})
 
 
 def test_bad_environment_number_names_the_variable():
-    with pytest.raises(sm.UsageError, match="MONITOR_TIMEOUT_MS"):
-        sm.resolve_config(args(), {"MONITOR_TIMEOUT_MS": "soon"})
+    with pytest.raises(cfgmod.UsageError, match="MONITOR_TIMEOUT_MS"):
+        cfgmod.resolve_config(args(), {"MONITOR_TIMEOUT_MS": "soon"})
 
 
 # --------------------------------------------------------------------------
@@ -558,7 +577,7 @@ def test_bad_environment_number_names_the_variable():
 )
 def test_main_usage_errors_exit_2(argv, capsys, monkeypatch):
     monkeypatch.setenv("MONITOR_API_KEY", KEY)
-    assert sm.main(argv) == sm.ExitCode.USAGE == 2
+    assert cli.main(argv) == exit_codes.ExitCode.USAGE == 2
     captured = capsys.readouterr()
     assert "error:" in captured.err
     assert KEY not in captured.err and captured.out == ""
@@ -566,17 +585,17 @@ def test_main_usage_errors_exit_2(argv, capsys, monkeypatch):
 
 def test_main_rejects_bad_environment(capsys, monkeypatch):
     monkeypatch.setenv("MONITOR_THRESHOLD_MS", "fast")
-    assert sm.main([]) == 2
+    assert cli.main([]) == 2
     assert "MONITOR_THRESHOLD_MS" in capsys.readouterr().err
 
 
 def test_main_help_exits_0(capsys):
-    assert sm.main(["--help"]) == 0
+    assert cli.main(["--help"]) == 0
     assert "MONITOR_API_KEY" in capsys.readouterr().out
 
 
 def test_exit_codes_are_named():
-    assert [int(c) for c in sm.ExitCode] == [0, 1, 2, 3]
+    assert [int(c) for c in exit_codes.ExitCode] == [0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------
@@ -584,9 +603,9 @@ def test_exit_codes_are_named():
 # --------------------------------------------------------------------------
 
 
-def config(**overrides) -> sm.Config:
+def config(**overrides) -> cfgmod.Config:
     base = {"base_url": "http://svc.test", "api_key": KEY, "report_dir": Path("unused")}
-    return sm.Config(**(base | overrides))
+    return cfgmod.Config(**(base | overrides))
 
 
 class FakeTransport:
@@ -596,17 +615,17 @@ class FakeTransport:
         self.outcomes = list(outcomes)
         self.calls: list[tuple[str, dict[str, str]]] = []
 
-    def __call__(self, url: str, headers: dict[str, str], deadline: float) -> sm.Observation:
+    def __call__(self, url: str, headers: dict[str, str], deadline: float) -> attempt.Observation:
         self.calls.append((url, headers))
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
-            return sm.Observation(elapsed_ms=1.0, error=outcome)
+            return attempt.Observation(elapsed_ms=1.0, error=outcome)
         return outcome
 
 
-def run_check(name: str, transport: FakeTransport, cfg: sm.Config) -> sm.CheckResult:
+def run_check(name: str, transport: FakeTransport, cfg: cfgmod.Config) -> checks.CheckResult:
     start = time.perf_counter()
-    return sm.run_check(
+    return runner.run_check(
         SPECS[name], cfg, start, start + 60, perform=transport, sleep=lambda s: None
     )
 
@@ -648,7 +667,7 @@ def test_non_network_failures_are_not_retried():
 def test_no_retry_after_the_run_deadline():
     transport = FakeTransport(ConnectionRefusedError(), ok(b"OK"))
     start = time.perf_counter()
-    result = sm.run_check(
+    result = runner.run_check(
         SPECS["health"],
         config(retries=3),
         start,
@@ -671,7 +690,7 @@ def test_run_checks_gives_up_on_a_stuck_check():
 
     start = time.monotonic()
     try:
-        results, _, duration_ms = sm.run_checks(config(run_timeout_ms=300), perform=stuck)
+        results, _, duration_ms = runner.run_checks(config(run_timeout_ms=300), perform=stuck)
     finally:
         release.set()
     assert time.monotonic() - start < 1.5
@@ -688,7 +707,7 @@ def test_run_checks_gives_up_on_a_stuck_check():
 # --------------------------------------------------------------------------
 
 
-def sample_results() -> list[sm.CheckResult]:
+def sample_results() -> list[checks.CheckResult]:
     cfg = config(retries=1)
     return [
         run_check("health", FakeTransport(ok(b"OK", total=20.0)), cfg),
@@ -700,7 +719,7 @@ def sample_results() -> list[sm.CheckResult]:
 @freeze_time("2026-11-26 07:15:30.123")
 def test_build_report_is_schema_valid_and_redacted(validator):
     now = datetime.now(UTC)
-    report = sm.build_report(
+    report = reporting.build_report(
         config(retries=1),
         sample_results(),
         run_id="0b6c3c9e-7c35-4c8e-9a55-0e6f1f7a6d10",
@@ -717,9 +736,9 @@ def test_build_report_is_schema_valid_and_redacted(validator):
     assert report["config"]["api_key"] == "[REDACTED]"
     assert report["trend"]["checks"]["audit"]["consecutive_failures"] == 2
     assert KEY not in json.dumps(report)
-    assert sm.exit_code_for(report) == sm.ExitCode.CHECK_FAILED
+    assert reporting.exit_code_for(report) == exit_codes.ExitCode.CHECK_FAILED
 
-    text = sm.format_console(report, Path("/r/report.json"))
+    text = reporting.format_console(report, Path("/r/report.json"))
     lines = text.splitlines()
     assert lines[1].startswith("PASS  health")
     assert lines[2].startswith("PASS  export") and "flaky" in lines[2]
@@ -727,7 +746,7 @@ def test_build_report_is_schema_valid_and_redacted(validator):
     assert "Overall: FAIL (2/3 passed, 1 failed, 1 flaky)" in text
     assert lines[-1] == "Report: /r/report.json"
 
-    xml = ET.tostring(sm.build_junit(report), encoding="unicode")
+    xml = ET.tostring(junit.build_junit(report), encoding="unicode")
     suite = ET.fromstring(xml).find("testsuite")  # noqa: S314 - our own output
     assert suite.get("tests") == "3" and suite.get("failures") == "1"
     failures = [c for c in suite.findall("testcase") if c.find("failure") is not None]
@@ -737,7 +756,7 @@ def test_build_report_is_schema_valid_and_redacted(validator):
 
 def test_schema_rejects_drift(validator):
     now = datetime.now(UTC)
-    report = sm.build_report(
+    report = reporting.build_report(
         config(),
         sample_results(),
         run_id=str(uuid.uuid4()),
@@ -756,5 +775,5 @@ def test_schema_rejects_drift(validator):
 
 
 def test_display_url_drops_credentials():
-    assert sm.display_url("http://user:pw@host:1/x") == "http://host:1/x"
-    assert sm.display_url("http://host/x") == "http://host/x"
+    assert cfgmod.display_url("http://user:pw@host:1/x") == "http://host:1/x"
+    assert cfgmod.display_url("http://host/x") == "http://host/x"
