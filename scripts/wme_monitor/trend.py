@@ -1,10 +1,10 @@
 """The trend: how each check fared in earlier runs against the same target.
 
-A target is a base URL (without credentials or a trailing slash) and a latency threshold: runs
-against another service, or judged by another threshold, say nothing about this one. So reports
-of other targets in the same directory (the committed samples in monitoring/, a staging monitor
-sharing the folder) are counted as `other_targets` and otherwise ignored, and a check's history
-only counts entries for the same URL.
+A target is a base URL (without credentials or a trailing slash): runs against another service say
+nothing about this one. So reports of other targets in the same directory (the committed samples in
+monitoring/, a staging monitor sharing the folder) are counted as `other_targets` and otherwise
+ignored, and a check's history only counts entries for the same URL. A changed threshold or timeout
+does not start a new history: latencies stay comparable, and each report records its own settings.
 """
 
 import math
@@ -16,20 +16,14 @@ from .units import round_ms
 TREND_WINDOW = 20  # runs (including this one) for the latency percentiles
 TREND_HISTORY = 100  # previous reports read at most (bounds consecutive_failures)
 
-Target = tuple[str, float]
+Target = str
 
 
 def target_of(report: Mapping[str, Any]) -> Target | None:
-    """(base URL, threshold) of a report, or None when it does not say."""
+    """The base URL a report was made against, or None when it does not say."""
     config = report.get("config")
-    if not isinstance(config, Mapping):
-        return None
-    base_url, threshold = config.get("base_url"), config.get("threshold_ms")
-    if not isinstance(base_url, str) or isinstance(threshold, bool):
-        return None
-    if not isinstance(threshold, (int, float)):
-        return None
-    return base_url.rstrip("/"), float(threshold)
+    base_url = config.get("base_url") if isinstance(config, Mapping) else None
+    return base_url.rstrip("/") if isinstance(base_url, str) else None
 
 
 def split_by_target(

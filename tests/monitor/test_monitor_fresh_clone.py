@@ -66,24 +66,26 @@ def test_first_run_on_a_fresh_clone_has_no_trend_from_the_samples(
     assert {e["samples"] for e in trend["checks"].values()} == {2}
 
 
-def test_another_threshold_is_another_target(make_api, run_monitor, tmp_path):
-    api = make_api()
+def test_another_base_url_is_another_target_another_threshold_is_not(make_api, run_monitor):
+    api, other_api = make_api(), make_api()
     run_monitor("--base-url", api.url)
-    other = run_monitor("--base-url", api.url + "/", "--threshold-ms", "900")
+    other = run_monitor("--base-url", other_api.url)
     assert other.report["trend"]["previous_reports"] == 0
     assert other.report["trend"]["other_targets"] == 1
-    same = run_monitor("--base-url", api.url + "/")  # a trailing slash is the same URL
+    # A trailing slash is the same URL; a new threshold is the same target, tuned.
+    same = run_monitor("--base-url", api.url + "/", "--threshold-ms", "900")
     assert same.report["trend"]["previous_reports"] == 1
     assert same.report["trend"]["other_targets"] == 1
+    assert {e["previous_status"] for e in same.report["trend"]["checks"].values()} == {"pass"}
 
 
-def test_target_of_reads_base_url_and_threshold():
+def test_target_of_reads_the_base_url():
     report = {"config": {"base_url": "http://svc:8080/", "threshold_ms": 500}}
-    assert target_of(report) == ("http://svc:8080", 500.0)
-    assert target_of({"config": {"base_url": "http://svc", "threshold_ms": True}}) is None
+    assert target_of(report) == "http://svc:8080"
+    assert target_of({"config": {"base_url": 3}}) is None
     assert target_of({"checks": []}) is None
     same, others = split_by_target(
         [report, {"config": {"base_url": "http://svc:8081", "threshold_ms": 500}}, {}],
-        ("http://svc:8080", 500.0),
+        "http://svc:8080",
     )
     assert same == [report] and others == 2
