@@ -146,7 +146,9 @@ def test_nothing_listening_is_connection_refused(refused_url, run_monitor, valid
         assert run.check(name)["http_status"] is None
     assert sum(line.startswith("FAIL ") for line in run.stdout.splitlines()) == 3
     assert "Overall: FAIL" in run.stdout
-    assert run.elapsed < 5
+    # Refused at once, not waited out until the 2000 ms timeout (the run's own clock: the
+    # interpreter's start-up on a loaded machine is not part of the claim).
+    assert run.report["duration_ms"] < 1500
 
 
 def test_unresolvable_host_is_dns(run_monitor, validator):
