@@ -1,13 +1,17 @@
 """scripts/proxy itself: the configuration it renders from the service's settings, one line per
-bad setting, what it says when nginx is missing, its 502 in the API's shape, and SIGTERM."""
+bad setting, what it says when nginx is missing, its 502, 504 and 400 in the API's shape, and
+SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -143,3 +147,76 @@ def test_with_no_instance_answering_it_is_the_json_502_then_sigterm_stops_it_and
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def silent_upstream():
+    """A listener that accepts connections and never answers: an instance stuck in a request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for sock in held:
+            sock.close()
+        listener.close()
+
+
+def test_an_instance_that_never_answers_is_the_json_504_after_gunicorns_timeout_and_a_margin(
+    tmp_path,
+):
+    require_nginx()
+    port = free_port()
+    with silent_upstream() as upstream:
+        process = subprocess.Popen(
+            [SCRIPT],
+            env={
+                **os.environ,
+                "PROXY_PORT": str(port),
+                "PROXY_BIND_HOST": "127.0.0.1",
+                "UPSTREAMS": f"127.0.0.1:{upstream}",
+                "GUNICORN_TIMEOUT": "1",  # nginx waits 1 + 5 s
+                "TMPDIR": str(tmp_path),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: _listening(port), timeout=15)
+            started = time.monotonic()
+            response = requests.get(f"http://127.0.0.1:{port}/api/export", timeout=30)
+            waited = time.monotonic() - started
+            too_long = requests.get(
+                f"http://127.0.0.1:{port}/api/export",
+                headers={"X-Padding": "x" * 9000},  # over gunicorn's 8190-byte header limit
+                timeout=10,
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "gateway_timeout"
+    assert response.headers["Retry-After"] == "5"
+    assert 5 <= waited < 20  # proxy_read_timeout = GUNICORN_TIMEOUT + 5 s
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["code"] == "bad_request"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
