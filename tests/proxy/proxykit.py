@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -151,7 +151,6 @@ class Stack:
     instances: list[Served]
     proxy: Proxy
     logs: Path
-    keys: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:

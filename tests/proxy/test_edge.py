@@ -19,7 +19,7 @@ from testkit import wait_until
 
 pytestmark = [pytest.mark.proxy, pytest.mark.xdist_group("proxy_edge")]
 
-LIMIT = 1024 * 1024  # MAX_BODY_BYTES of this module's instances and proxy
+LIMIT = 4 * 1024 * 1024  # MAX_BODY_BYTES of this module's instances and proxy
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -132,13 +132,17 @@ def test_a_body_within_the_limit_reaches_the_service(stack):
         "url": "https://en.wikipedia.org/wiki/Edge_(proxy)",
         "language": "en",
     }
+    # Half the limit, over the 1 MB nginx keeps in memory: the body goes through nginx's
+    # temporary file, which its (unprivileged) workers must be able to write.
     record |= {"summary": "x" * (LIMIT // 2), "updated_at": "2026-12-01T00:00:00Z"}
     response = requests.post(
         stack.url + "/api/import", json=[record], headers={"X-API-Key": importer}, timeout=20
     )
-    assert response.status_code in (200, 400), response.text  # the service decides, not nginx
+    # The service decides (this summary is longer than its column: a 400 naming the field).
+    entry = stack.proxy.entry_for(response.headers["X-Request-ID"])
+    assert entry["upstream"] and entry["upstream_status"] == str(response.status_code)
+    assert response.status_code in (200, 400), response.text
     assert response.headers["Content-Type"].startswith("application/json")
-    assert stack.calls_made(importer) <= 1
 
 
 def test_nginx_request_id_joins_its_log_line_the_service_log_line_and_the_audit_row(stack, reader):
