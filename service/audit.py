@@ -28,6 +28,7 @@ import uuid
 import weakref
 from datetime import UTC, datetime
 
+import pymysql
 from flask import Flask, Response, g, request
 
 from service import db as dbmod
@@ -65,7 +66,10 @@ class AuditWriter:
         self._conn = None
         self.overflowed = 0
         self.lost = 0
-        self.written = 0
+        self.last_error: BaseException | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self.outages = dbmod.OutageLog("audit writer")
         _writers.add(self)
 
     def record(self, row: dict) -> None:
@@ -94,41 +98,73 @@ class AuditWriter:
                     self._pending.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            if not self._pending:
+                return True
             while self._pending:
                 chunk = self._pending[:_WRITE_CHUNK]
                 try:
                     self._write(chunk)
-                except dbmod.CONNECTION_ERRORS as exc:
+                except pymysql.err.MySQLError as exc:
+                    # Kept for a retry, whatever the error: a refusal may be mended by an
+                    # operator (a password, a migration) while the rows wait.
                     self._drop_connection()
                     self._trim()
-                    log.warning(
-                        "audit write failed; %d rows kept for retry",
-                        len(self._pending),
-                        extra={"event": "audit_write_failed", "error": dbmod.describe(exc)},
-                    )
+                    self.last_error = exc
+                    self._retry_at = time.monotonic() + self._backoff()
+                    self.outages.failed(self._cause(exc), waiting_rows=len(self._pending))
                     return False
                 del self._pending[: len(chunk)]
-                self.written += len(chunk)
+            self.last_error = None
+            self._failures = 0
+            self.outages.recovered()
             return True
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread and write what is left, retrying until `timeout`."""
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the thread and write what is left. A database that refuses (wrong password,
+        missing table) is not waited for: those rows are lost at once and counted in one line;
+        a connection lost in passing is retried until `timeout`."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join(timeout=2.0)
         deadline = time.monotonic() + timeout
-        while not self.flush() and time.monotonic() < deadline:
+        while not self.flush():
+            if self._refused() or time.monotonic() >= deadline:
+                break
             time.sleep(0.2)
         with self._lock:
             if self._pending:
-                self.lost += len(self._pending)
+                lost = len(self._pending)
+                self.lost += lost
+                cause = self._cause(self.last_error) if self.last_error else "the database failed"
                 log.error(
-                    "audit rows lost at exit",
-                    extra={"event": "audit_lost", "lost": len(self._pending)},
+                    "%d audit row(s) lost at exit: %s",
+                    lost,
+                    cause,
+                    extra={"event": "audit_lost", "lost": lost, "cause": cause},
                 )
                 self._pending.clear()
         self._drop_connection()
+
+    def _refused(self) -> bool:
+        exc = self.last_error
+        if exc is None:
+            return False
+        code = dbmod.error_code(exc)
+        if code in dbmod.REFUSALS:
+            return True
+        return code == 2003  # nothing listens, or it timed out already
+
+    def _cause(self, exc: BaseException) -> str:
+        if dbmod.error_code(exc) == 1146:
+            return f"audit_logs does not exist; run {dbmod.MIGRATE_COMMAND}"
+        return dbmod.explain(exc, self.settings)
+
+    def _backoff(self) -> float:
+        # While the database fails, retry less often (up to every 5 s): each attempt is a
+        # connection the server has to refuse.
+        self._failures += 1
+        return min(5.0, self.settings.AUDIT_FLUSH_INTERVAL * 2 ** min(self._failures, 10))
 
     @property
     def waiting(self) -> int:
@@ -150,6 +186,8 @@ class AuditWriter:
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.AUDIT_FLUSH_INTERVAL):
+            if time.monotonic() < self._retry_at:
+                continue
             try:
                 self.flush()
             except Exception:

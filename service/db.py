@@ -13,6 +13,7 @@ to a node that died or left the cluster moves the process on to the next host (`
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -23,9 +24,12 @@ from typing import TypeVar
 import pymysql
 import pymysql.cursors
 
+from service import migrations
 from service.config import Settings
 
 T = TypeVar("T")
+log = logging.getLogger("service.db")
+MIGRATE_COMMAND = "flask --app service migrate"
 
 # PyMySQL raises OperationalError both for "the database could not be asked" and for errors a
 # retry cannot mend (a missing privilege, 1142/1143/1044). Only these numbers mean unavailable
@@ -71,7 +75,24 @@ IDLE_PING_SECONDS = 30.0
 
 
 class DatabaseUnavailable(Exception):
-    """The database could not be reached or dropped the connection; answer 503."""
+    """The database could not be reached or dropped the connection; answer 503. The message is
+    the cause in words (`explain`)."""
+
+
+class SchemaNotReady(Exception):
+    """The database is missing, or its schema is older than the code: answer 503 until
+    `flask --app service migrate` has run. The message says which, in words."""
+
+
+# Errors that mean "this table or column does not exist": on a database whose migrations are
+# pending that is expected, anywhere else a bug.
+_MISSING_TABLE_OR_COLUMN = frozenset({1146, 1054})  # no such table, unknown column
+# Refusals a retry within seconds cannot mend: at shutdown, rows waiting for one are lost at once.
+REFUSALS = frozenset({1044, 1045, 1049, 1142, 1143, 1146})
+
+
+def error_code(exc: BaseException) -> int | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
 
 
 class DatabaseBusy(Exception):
@@ -81,7 +102,7 @@ class DatabaseBusy(Exception):
 
 def describe(exc: BaseException) -> str:
     """Error class and MySQL error number only: server messages can quote statement text."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    code = error_code(exc)
     return f"{type(exc).__name__} {code}" if code else type(exc).__name__
 
 
@@ -112,6 +133,116 @@ def failed_over(settings: Settings) -> None:
 def current_address(settings: Settings) -> tuple[str, int]:
     addresses = settings.db_addresses
     return addresses[_preferred.get(addresses, 0) % len(addresses)]
+
+
+def explain(exc: BaseException, settings: Settings) -> str:
+    """The cause of a database error in words, from its number and our own settings (never the
+    server's message text, which can quote a statement, nor the password)."""
+    code = error_code(exc)
+    target = ",".join(f"{host}:{port}" for host, port in settings.db_addresses)
+    text = str(exc.args[1]) if len(exc.args) > 1 else ""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return f"the connection to {target} is closed"
+    if code == 1045:
+        return f"access denied for user {settings.DB_USER} at {target} (check DB_USER and DB_PASS)"
+    if code == 1044:
+        return f"access denied for user {settings.DB_USER} to database {settings.DB_NAME}"
+    if code == 1049:
+        return f"unknown database {settings.DB_NAME} at {target} (create it: {MIGRATE_COMMAND})"
+    if code in (1142, 1143):
+        return f"user {settings.DB_USER} lacks a privilege (see sql/roles.sql)"
+    if code == 2003:
+        if "timed out" in text:
+            return f"timed out connecting to {target} after {settings.DB_CONNECT_TIMEOUT:g} s"
+        if "Errno 111" in text or "refused" in text.lower():
+            return f"connection refused at {target} (no server listens there)"
+        if "Errno -2" in text or "Errno -3" in text or "not known" in text:
+            return f"cannot resolve the host {settings.DB_HOST} (check DB_HOST)"
+        return f"cannot connect to {target}"
+    if code in (2006, 2013, 2055, 1927, 4031):
+        return f"lost the connection to {target}"
+    if code == 1040:
+        return f"too many connections at {target}"
+    if code == 1047:
+        return f"the node at {target} is not in the cluster's primary component"
+    if code == 1053:
+        return f"the server at {target} is shutting down"
+    if code == 1205:
+        return "lock wait timeout"
+    if code == 1213:
+        return "deadlock"
+    return f"MySQL error {describe(exc)}"
+
+
+class OutageLog:
+    """Logs a database outage once per change of state, then a reminder every `remind` seconds
+    while it lasts, never once per attempt; and once when it ends. One per concern and process
+    (requests, the audit writer)."""
+
+    def __init__(self, what: str, *, remind: float = 60.0):
+        self.what = what
+        self.remind = remind
+        self._lock = threading.Lock()
+        self._cause: str | None = None
+        self._since = 0.0
+        self._logged_at = 0.0
+        self._failures = 0
+
+    @property
+    def cause(self) -> str | None:
+        return self._cause
+
+    def failed(self, cause: str, **details: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._failures += 1
+            if cause == self._cause and now - self._logged_at < self.remind:
+                return
+            if cause != self._cause:
+                self._since = now
+                message = "database unavailable (%s): %s"
+            else:
+                message = "database still unavailable (%s): %s"
+            fields = {
+                "event": "db_unavailable",
+                "cause": cause,
+                "failures": self._failures,
+                "for_seconds": int(now - self._since),
+                **details,
+            }
+            self._cause, self._logged_at, self._failures = cause, now, 0
+        log.warning(message, self.what, cause, extra=fields)
+
+    def recovered(self) -> None:
+        if self._cause is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            cause, self._cause = self._cause, None
+            if cause is None:
+                return
+            since, self._failures = self._since, 0
+        log.info(
+            "database available again (%s); it was: %s",
+            self.what,
+            cause,
+            extra={"event": "db_recovered", "after_seconds": int(now - since)},
+        )
+
+
+def schema_behind(conn: pymysql.Connection) -> str | None:
+    """Why the schema cannot serve the code (migrations pending), or None when it is current."""
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            version = migrations.current_version(cur)
+    except pymysql.err.MySQLError as exc:
+        if error_code(exc) != 1146:
+            raise
+        version = 0
+    latest = migrations.latest_version()
+    if version >= latest:
+        return None
+    return f"migrations are pending (schema at version {version} of {latest})"
 
 
 def connect(settings: Settings, *, database: str | None = None) -> pymysql.Connection:
@@ -172,6 +303,21 @@ class Database:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._local = threading.local()
+        self.outages = OutageLog("requests")
+
+    def unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        return DatabaseUnavailable(explain(exc, self.settings))
+
+    def not_ready(self, conn: pymysql.Connection, exc: BaseException) -> SchemaNotReady | None:
+        """A SchemaNotReady when `exc` (a missing table or column) comes from pending
+        migrations; None when the schema is current (then it is a bug: let it be a 500)."""
+        if error_code(exc) not in _MISSING_TABLE_OR_COLUMN:
+            return None
+        try:
+            reason = schema_behind(conn)
+        except pymysql.err.MySQLError:
+            return None
+        return SchemaNotReady(f"{reason}; run {MIGRATE_COMMAND}") if reason else None
 
     def _current(self) -> pymysql.Connection | None:
         conn = getattr(self._local, "conn", None)
@@ -194,7 +340,12 @@ class Database:
             try:
                 conn = connect(self.settings)
             except CONNECTION_ERRORS as exc:
-                raise DatabaseUnavailable(describe(exc)) from exc
+                if error_code(exc) == 1049:
+                    raise SchemaNotReady(
+                        f"database {self.settings.DB_NAME} does not exist; run {MIGRATE_COMMAND}"
+                    ) from exc
+                raise self.unavailable(exc) from exc
+            self.outages.recovered()
             self._local.conn = conn
             self._local.pid = os.getpid()
         self._local.last_used = now
@@ -215,13 +366,16 @@ class Database:
         try:
             with conn.cursor() as cur:
                 yield cur
-        except CONNECTION_ERRORS as exc:
-            if is_conflict(exc):
-                raise DatabaseBusy(describe(exc)) from exc
-            if not is_unavailable(exc):
-                raise
-            self.lost(exc)
-            raise DatabaseUnavailable(describe(exc)) from exc
+        except pymysql.err.MySQLError as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                if is_conflict(exc):
+                    raise DatabaseBusy(describe(exc)) from exc
+                if is_unavailable(exc):
+                    self.lost(exc)
+                    raise self.unavailable(exc) from exc
+            if (not_ready := self.not_ready(conn, exc)) is not None:
+                raise not_ready from exc
+            raise
 
     def lost(self, exc: BaseException) -> None:
         """Throw the connection away; if its host is gone, move on to the next host."""
@@ -259,9 +413,17 @@ class Database:
                     conn.rollback()
                 if is_conflict(exc):
                     raise DatabaseBusy(describe(exc)) from exc
+                if (not_ready := self.not_ready(conn, exc)) is not None:
+                    raise not_ready from exc
                 raise
             self.lost(exc)
-            raise DatabaseUnavailable(describe(exc)) from exc
+            raise self.unavailable(exc) from exc
+        except pymysql.err.ProgrammingError as exc:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                conn.rollback()
+            if (not_ready := self.not_ready(conn, exc)) is not None:
+                raise not_ready from exc
+            raise
         except BaseException:
             try:
                 conn.rollback()

@@ -12,7 +12,7 @@ from enum import StrEnum
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service.db import DatabaseBusy, DatabaseUnavailable
+from service.db import DatabaseBusy, DatabaseUnavailable, SchemaNotReady
 
 log = logging.getLogger("service.errors")
 
@@ -109,7 +109,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def handle_db_unavailable(exc: DatabaseUnavailable):
-        log.warning("database unavailable: %s", exc)
+        # The cause goes to the log once per change (OutageLog), never per request.
+        app.extensions["db"].outages.failed(str(exc))
         retry = str(app.config["SETTINGS"].DB_RETRY_AFTER)
         return error_response(
             503,
@@ -128,6 +129,14 @@ def register_error_handlers(app: Flask) -> None:
             headers={"Retry-After": "1"},
         )
 
+    @app.errorhandler(SchemaNotReady)
+    def handle_schema_not_ready(exc: SchemaNotReady):
+        app.extensions["db"].outages.failed(str(exc))
+        retry = str(app.config["SETTINGS"].DB_RETRY_AFTER)
+        return error_response(
+            503, ErrorCode.NOT_READY, not_ready_message(exc), headers={"Retry-After": retry}
+        )
+
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):
         status = exc.code or 500
@@ -143,6 +152,13 @@ def register_error_handlers(app: Flask) -> None:
         # The traceback goes to the log (no locals, so no secrets); the client gets no internals.
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return error_response(500, ErrorCode.INTERNAL_ERROR, "Internal error.")
+
+
+def not_ready_message(exc: SchemaNotReady) -> str:
+    """What a client is told: which of the two, without the operator's command."""
+    if "does not exist" in str(exc):
+        return "The service's database does not exist yet. Retry later."
+    return "The service's database is not ready: migrations are pending. Retry later."
 
 
 def _http_message(status: int, exc: HTTPException) -> str:

@@ -3,23 +3,22 @@
 Sync workers (one request at a time per worker, one database connection each). On SIGTERM the
 master stops accepting, lets each worker finish its request within `graceful_timeout`, and each
 worker flushes its audit buffer in `worker_exit` before it goes.
+
+The settings (the app's and gunicorn's, from the environment and `.env`) are validated here, in
+the master, before any worker starts: a bad one stops the boot once, with one line per problem.
 """
 
 import multiprocessing
-import os
 
-from dotenv import load_dotenv
+from service.config import load_or_exit
 
-from service.config import PROJECT_ROOT
+service_settings = load_or_exit()
 
-# PORT and WEB_CONCURRENCY may come from .env too; the environment wins.
-load_dotenv(PROJECT_ROOT / ".env", override=False)
-
-bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"  # noqa: S104
-workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+bind = f"{service_settings.BIND_HOST}:{service_settings.PORT}"
+workers = service_settings.WEB_CONCURRENCY or multiprocessing.cpu_count() * 2 + 1
 worker_class = "sync"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+timeout = service_settings.GUNICORN_TIMEOUT
+graceful_timeout = service_settings.GUNICORN_GRACEFUL_TIMEOUT
 keepalive = 2
 # Header limits: oversized or too many headers are refused before the app sees them.
 limit_request_line = 8190
