@@ -26,7 +26,7 @@ def dockerfile() -> str:
 def test_compose_runs_mysql_80_with_a_health_check_and_the_sample_database():
     db = compose()["services"]["db"]
     assert db["image"] == "mysql:8.0"
-    assert "mysqladmin" in db["healthcheck"]["test"]
+    assert "mysqladmin ping" in " ".join(db["healthcheck"]["test"])
     assert db["environment"]["MYSQL_DATABASE"] == "wikimedia_prod"
     mount = db["volumes"][0].split(":")
     assert (ROOT / mount[0]).is_file() and mount[1].startswith("/docker-entrypoint-initdb.d/")
@@ -82,7 +82,7 @@ def test_two_api_replicas_on_one_database_trust_exactly_one_proxy_and_are_not_pu
 def test_only_nginx_is_published_and_it_runs_the_repository_proxy_in_front_of_both_replicas():
     services = compose()["services"]
     published = {name for name, s in services.items() if s.get("ports")}
-    assert published - {"db"} == {"proxy"}  # the database port is another matter
+    assert published == {"proxy"}
     proxy = services["proxy"]
     assert proxy["image"].startswith("nginx:1.")
     assert proxy["ports"] == [f"8080:{proxy['environment']['PROXY_PORT']}"]
@@ -119,3 +119,39 @@ def test_the_proxy_configuration_renders_from_the_compose_settings():
     assert re.findall(r"server (\S+) max_fails", result.stdout) == ["api-1:8080", "api-2:8080"]
     assert re.search(r"^\s*client_max_body_size 67108864;", result.stdout, flags=re.M)
     assert re.search(r"^\s*listen 0\.0\.0\.0:8080;", result.stdout, flags=re.M)
+
+
+# ---------------------------------------------------------------------------------------------
+# The database stays on the compose network, and no password is written in the file.
+
+REQUIRED = re.compile(r"^\$\{MYSQL_ROOT_PASSWORD:\?[^}]*\S[^}]*\}$")
+
+
+def test_the_database_is_published_on_no_host_port():
+    services = compose()["services"]
+    assert "ports" not in services["db"], "reachable only on the compose network"
+    for name, service in services.items():
+        for mapping in service.get("ports", []):
+            assert not str(mapping).endswith(":3306"), (name, mapping)
+
+
+def test_the_root_password_is_required_from_the_environment_with_no_default():
+    services = compose()["services"]
+    assert REQUIRED.match(services["db"]["environment"]["MYSQL_ROOT_PASSWORD"])
+    for name in ("migrate", *API_REPLICAS):
+        assert REQUIRED.match(services[name]["environment"]["DB_PASS"]), name
+    # No value of any service's environment is a literal password.
+    for name, service in services.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if "PASS" in variable:
+                assert REQUIRED.match(str(value)), (name, variable)
+    # The health check keeps the password off the process list.
+    test = services["db"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and "MYSQL_PWD=" in test[1] and " -p" not in test[1]
+
+
+def test_an_override_example_publishes_the_database_on_loopback_only():
+    example = yaml.safe_load((ROOT / "docker-compose.override.example.yml").read_text())
+    assert example["services"]["db"]["ports"] == ["127.0.0.1:3307:3306"]
+    assert "docker-compose.override.yml" in (ROOT / ".gitignore").read_text().split()
+    assert "docker-compose.override.example.yml" in (ROOT / "docker-compose.yml").read_text()
