@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Regenerate the evidence committed under monitoring/ and docs/screenshots/, from real runs.
 
-    .venv/bin/python scripts/evidence.py [--skip-screenshots] [--monitor-only]
+    .venv/bin/python scripts/evidence.py [--skip-screenshots] [--monitor-only] [--install]
+
+It needs Debian's faketime (and, for the screenshots, chromium): when one is missing it says how
+to install it and stops before running anything, or installs it (output visible) with --install.
 
 1. monitoring/logs.txt: the service's own log of a quota cycle for key_ABC123 (five 200s, the
    429 with its reset time, and the next UTC day's 200). The service runs under libfaketime
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -42,16 +46,32 @@ MONITORING = ROOT / "monitoring"
 FULL_KEYS = ("key_ABC123", "key_DEF456")
 
 
-def libfaketime() -> Path:
-    """Debian's libfaketime, installed if missing."""
-    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    if not found:
-        subprocess.run(["apt-get", "install", "-y", "faketime"], check=True, capture_output=True)
-        found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
-    return found[0]
+LIBFAKETIME_GLOB = "/usr/lib/*/faketime/libfaketime.so.1"
 
 
-def quota_cycle_log() -> None:
+def libfaketime() -> Path | None:
+    """Debian's libfaketime, or None when it is not installed."""
+    found = sorted(Path("/").glob(LIBFAKETIME_GLOB.lstrip("/")))
+    return found[0] if found else None
+
+
+def need_libfaketime(install: bool) -> Path:
+    """libfaketime, installed with visible output only when asked; otherwise how to get it."""
+    found = libfaketime()
+    if found is None and install:
+        print("installing Debian's faketime (apt-get install -y faketime)", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "faketime"], check=True)
+        found = libfaketime()
+    if found is None:
+        raise SystemExit(
+            "scripts/evidence.py needs libfaketime (Debian's faketime), which is missing. "
+            "Install it with:\n  apt-get install faketime    (or run scripts/evidence.py "
+            "--install to let it do so)"
+        )
+    return found
+
+
+def quota_cycle_log(faketime: Path) -> None:
     """Five 200s, a 429, and the next UTC day's 200, in the service's own log."""
     today = datetime.now(UTC).date()
     start = f"{today} 23:59:50"
@@ -60,7 +80,7 @@ def quota_cycle_log() -> None:
     with fresh_database(sample=True, prefix="evidence") as database:
         # The library preloaded into gunicorn itself (not the `faketime` wrapper, which would sit
         # between us and gunicorn and swallow the SIGTERM): the clock starts at `start` and runs.
-        faked = {"LD_PRELOAD": str(libfaketime()), "FAKETIME": f"@{start}"}
+        faked = {"LD_PRELOAD": str(faketime), "FAKETIME": f"@{start}"}
         service = start_service(database, raw, workers=1, settings=DB_SETTINGS, extra_env=faked)
         try:
             headers = {"X-API-Key": "key_ABC123"}
@@ -154,15 +174,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-screenshots", action="store_true")
     parser.add_argument("--monitor-only", action="store_true", help="only the monitor's samples")
+    parser.add_argument("--install", action="store_true",
+                        help="install missing Debian packages (faketime, chromium) with apt-get")
     args = parser.parse_args()
+    screenshots = not (args.skip_screenshots or args.monitor_only)
     if not args.monitor_only:
-        quota_cycle_log()
+        faketime = need_libfaketime(args.install)
+    if screenshots and not args.install and shutil.which("chromium") is None:
+        raise SystemExit(
+            "scripts/evidence.py needs chromium (Debian's chromium) for the screenshots, which "
+            "is missing. Install it with:\n  apt-get install chromium    (or run "
+            "scripts/evidence.py --install, or --skip-screenshots)"
+        )
+    if not args.monitor_only:
+        quota_cycle_log(faketime)
     monitor_validation()
     for report in sorted(MONITORING.glob("report-*.json")):
         write_checked(report, report.read_text(encoding="utf-8"))
     print("sample reports are git-ignored like real runs: git add -f monitoring/report-*.json")
-    if not (args.skip_screenshots or args.monitor_only):
-        subprocess.run([str(ROOT / "scripts" / "screenshots")], cwd=ROOT, check=True)
+    if screenshots:
+        install = ["--install"] if args.install else []
+        subprocess.run([str(ROOT / "scripts" / "screenshots"), *install], cwd=ROOT, check=True)
     return 0
 
 

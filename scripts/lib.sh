@@ -40,3 +40,24 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# Make sure PROGRAM (from the Debian package PACKAGE) is there. When it is missing: with INSTALL
+# set to yes, install it with apt-get, its output visible; otherwise say what is missing and the
+# command that installs it, and fail. Never installs anything unasked.
+#   need_debian_package PROGRAM PACKAGE INSTALL SCRIPT
+need_debian_package() {
+  local program=$1 package=$2 install=$3 script=$4
+  if command -v "$program" >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$install" != yes ]; then
+    echo "$script needs $program (Debian's $package), which is missing. Install it with:" >&2
+    echo "  apt-get install $package    (or run $script --install to let it do so)" >&2
+    return 1
+  fi
+  local sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
+  echo "installing Debian's $package (apt-get install -y $package)" >&2
+  $sudo_cmd apt-get update
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y "$package"
+}

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_quota.py [--seconds 10] [--workers 4] [--connections 32]
 
 Creates a throw-away database, starts scripts/serve (gunicorn, the production configuration),
-and drives it with wrk (Debian's package; installed if missing). Every metered request makes one
+and drives it with wrk (Debian's; --install installs it). Every metered request makes one
 quota decision: an admitted one (`GET /api/export?limit=1`, which also runs the export query) and
 a refused one (a spent key: the key read shows it spent, so nothing is written). Next to them,
 the same machine's figure for the least a durable counter can cost: one single-row autocommit
@@ -76,9 +76,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--install", action="store_true",
+                        help="install Debian's wrk with apt-get (visible) if it is missing")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+        if not args.install:
+            raise SystemExit("wrk (Debian's wrk) is missing. Install it with:\n  apt-get install "
+                             "wrk    (or pass --install to let this script do so)")
+        print("installing Debian's wrk (apt-get install -y wrk)", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
 
     with fresh_database(sample=True, prefix="bench_quota") as database:
         conn = root_connection(database)
