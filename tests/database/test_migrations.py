@@ -182,11 +182,9 @@ def mysql_client_load(text: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60)
 
 
-@pytest.fixture
-def loaded_sample_database(tmp_path):
-    """sql/sample_database.sql loaded by the mysql client into a fresh database (not prod)."""
+def sample_sql_for(name: str) -> str:
+    """sql/sample_database.sql aimed at database `name` instead of wikimedia_prod."""
     original = SAMPLE_SQL.read_text(encoding="utf-8")
-    name = new_database_name("s")
     create = "CREATE DATABASE IF NOT EXISTS `wikimedia_prod`"
     use = "USE `wikimedia_prod`;"
     assert original.count(create) == 1 and original.count(use) == 1
@@ -194,10 +192,15 @@ def loaded_sample_database(tmp_path):
         use, f"USE `{name}`;"
     )
     assert "wikimedia_prod" not in text  # never touch the real database
-    copy = tmp_path / "sample_database.sql"
-    copy.write_text(text, encoding="utf-8")
+    return text
+
+
+@pytest.fixture
+def loaded_sample_database():
+    """sql/sample_database.sql loaded by the mysql client into a fresh database (not prod)."""
+    name = new_database_name("s")
     try:
-        loaded = mysql_client_load(copy.read_text(encoding="utf-8"))
+        loaded = mysql_client_load(sample_sql_for(name))
         assert loaded.returncode == 0, loaded.stderr
         yield name
     finally:
@@ -228,6 +231,25 @@ def test_sample_database_sql_gives_the_same_schema_as_the_migrations(loaded_samp
         # ... and holds the same sample rows as `migrate` + `load-sample-data`.
         assert table_counts(sql) == expected_counts
         assert sql.value("SELECT COUNT(*) FROM masked_audit_logs") == expected_counts["audit_logs"]
+    finally:
+        sql.close()
+
+
+def test_sample_database_sql_loads_twice_and_changes_nothing_the_second_time(
+    loaded_sample_database,
+):
+    # Before: the second load stopped at `Duplicate entry '1' for key 'PRIMARY'`.
+    sql = Sql(loaded_sample_database)
+    try:
+        sql.run("UPDATE api_keys SET calls_made = 3, last_reset = UTC_DATE() WHERE id = 1")
+        before = (shape(loaded_sample_database), versions(sql), table_counts(sql))
+        again = mysql_client_load(sample_sql_for(loaded_sample_database))
+        assert (again.returncode, again.stderr) == (0, "")
+        assert (shape(loaded_sample_database), versions(sql), table_counts(sql)) == before
+        assert sql.value("SELECT calls_made FROM api_keys WHERE id = 1") == 3  # rows kept
+        assert sql.value(  # the guards leave nothing behind
+            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
+        ) == 0
     finally:
         sql.close()
 
