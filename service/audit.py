@@ -26,14 +26,13 @@ import threading
 import time
 import uuid
 import weakref
-from datetime import UTC, datetime
 
 import pymysql
 from flask import Flask, Response, g, request
 
 from service import db as dbmod
+from service.clock import rfc3339, utc_now
 from service.config import Settings
-from service.quota import rfc3339
 from service.repositories import audit_logs
 
 log = logging.getLogger("service.audit")
@@ -226,10 +225,6 @@ def close_all_writers() -> None:
 atexit.register(close_all_writers)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def route_for_record() -> str:
     """The path to log and audit: the matched route, or a route-like path, never client text."""
     if request.url_rule is not None:
@@ -246,7 +241,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def start_request_clock() -> None:
         g.started = time.perf_counter()
-        g.received_at = _now()
+        g.received_at = utc_now()
         sent = request.headers.get("X-Request-ID", "")
         g.request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
         g.api_key = None
@@ -269,7 +264,7 @@ def init_app(app: Flask) -> None:
                     "endpoint": path[:255],
                     "response_code": response.status_code,
                     "response_time_ms": latency_ms,
-                    "timestamp": g.get("received_at", _now()).replace(tzinfo=None),
+                    "timestamp": g.get("received_at", utc_now()).replace(tzinfo=None),
                     "request_id": request_id,
                     "error_code": error_code,
                 }

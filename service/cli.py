@@ -8,17 +8,18 @@ from __future__ import annotations
 import re
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from service import migrations
+from service.clock import rfc3339, utc_now
 from service.db import connect
 from service.keys import generate_key, hash_key, key_prefix
 from service.masking import mask_key
-from service.quota import used_today, utc_now
+from service.quota import used_today
 from service.repositories import api_keys, audit_logs
 
 SCOPES = ("export", "import", "audit", "admin")
@@ -201,9 +202,9 @@ def purge_audit_logs_command(days: int | None, batch: int, pause: float) -> None
     """Delete audit rows older than the retention period, in batches (meant for cron)."""
     settings = _settings()
     keep = days or settings.AUDIT_RETENTION_DAYS
-    cutoff = datetime.now(UTC) - timedelta(days=keep)
+    cutoff = utc_now() - timedelta(days=keep)
     total = purge_audit_logs(connect(settings), cutoff, batch=batch, pause=pause)
-    click.echo(f"purged {total} audit row(s) older than {cutoff:%Y-%m-%dT%H:%M:%SZ}")
+    click.echo(f"purged {total} audit row(s) older than {rfc3339(cutoff)}")
 
 
 def purge_audit_logs(conn, cutoff: datetime, *, batch: int, pause: float = 0.0) -> int:

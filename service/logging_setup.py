@@ -11,13 +11,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from service.clock import rfc3339
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": rfc3339(datetime.fromtimestamp(record.created, UTC), milliseconds=True),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

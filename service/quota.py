@@ -22,18 +22,12 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from service.clock import rfc3339, utc_day, utc_now  # noqa: F401 - the one clock, re-exported
+
 DAY_SECONDS = 86_400
 POLICY_NAME = "daily"
 # Spread returning clients over up to this many seconds after the reset (Retry-After only).
 RETRY_JITTER_SECONDS = 30
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def utc_day(now: datetime) -> date:
-    return now.astimezone(UTC).date()
 
 
 def window_start(now: datetime) -> datetime:
@@ -103,11 +97,6 @@ def spent(calls_made: int, last_reset: date | None, limit: int, today: date) -> 
     """True when a key's stored count refuses a request today: exactly the negation of the
     admission condition of `repositories.api_keys.CONSUME_QUOTA`."""
     return last_reset is not None and last_reset >= today and calls_made >= limit
-
-
-@functools.lru_cache(maxsize=64)  # strftime is slow, and the same few instants recur all day
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def refusal_message(state: QuotaState) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 from json.encoder import encode_basestring as _json_str
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from service.clock import rfc3339
 from service.errors import ApiError, ErrorCode
 
 MAX_PAGE = 1000
@@ -46,22 +47,16 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(last_id).encode()).decode().rstrip("=")
 
 
-def utc_rfc3339(value: datetime | None) -> str | None:
-    """A naive-UTC DATETIME (or an aware one) as RFC 3339 with `Z`."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    if value.microsecond:
-        return value.isoformat(timespec="milliseconds") + "Z"
-    return value.isoformat(timespec="seconds") + "Z"
-
-
 class UtcDateTime(fields.DateTime):
-    """Dumps a naive-UTC DATETIME (or an aware one) as RFC 3339 with `Z`."""
+    """Dumps a naive-UTC DATETIME (or an aware one) with the one RFC 3339 formatter, at one
+    fixed precision per field (milliseconds for audit timestamps, whole seconds otherwise)."""
+
+    def __init__(self, *, milliseconds: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.milliseconds = milliseconds
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return utc_rfc3339(value)
+        return None if value is None else rfc3339(value, milliseconds=self.milliseconds)
 
 
 class Rfc3339(fields.AwareDateTime):
@@ -88,7 +83,9 @@ def _rfc3339(**kwargs) -> Rfc3339:
 
 class PageQuery(Schema):
     limit = fields.Integer(
-        load_default=DEFAULT_PAGE, validate=validate.Range(min=1, max=MAX_PAGE), strict=False
+        load_default=DEFAULT_PAGE,
+        validate=validate.Range(min=1, max=MAX_PAGE, error=f"Must be from 1 to {MAX_PAGE}."),
+        strict=False,
     )
     cursor = Cursor(load_default=None)
     since = _rfc3339(load_default=None)
@@ -96,18 +93,25 @@ class PageQuery(Schema):
 
 class ExportQuery(PageQuery):
     """With format=ndjson, `limit` is optional (without it every matching row streams) and may
-    exceed a JSON page."""
+    exceed a JSON page, up to MAX_STREAM. The bounds depend on the format, so they are checked
+    here, with a message that states the bounds of the format asked for."""
 
-    limit = fields.Integer(
-        load_default=None, validate=validate.Range(min=1, max=MAX_STREAM), strict=False
-    )
+    limit = fields.Integer(load_default=None, strict=False)
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "ndjson"]))
 
     @validates_schema
-    def _page_bounds(self, data, **kwargs):
-        if data.get("format") == "json" and (data.get("limit") or 0) > MAX_PAGE:
+    def _limit_bounds(self, data, **kwargs):
+        limit = data.get("limit")
+        if limit is None:
+            return
+        if data.get("format") == "ndjson":
+            if not 1 <= limit <= MAX_STREAM:
+                message = f"Must be from 1 to {MAX_STREAM} with format=ndjson."
+                raise ValidationError(message, "limit")
+        elif not 1 <= limit <= MAX_PAGE:
             raise ValidationError(
-                f"Must be greater than or equal to 1 and less than or equal to {MAX_PAGE}.",
+                f"Must be from 1 to {MAX_PAGE} with format=json (the default); "
+                f"format=ndjson streams up to {MAX_STREAM}.",
                 "limit",
             )
 
@@ -158,7 +162,7 @@ class AuditRowOut(Schema):
     method = fields.String(allow_none=True)
     response_code = fields.Integer()
     response_time_ms = fields.Integer()
-    timestamp = UtcDateTime()
+    timestamp = UtcDateTime(milliseconds=True)  # DATETIME(3): 2026-12-02T04:35:35.054Z
     request_id = fields.String(allow_none=True)
     error_code = fields.String(allow_none=True)
 
@@ -173,7 +177,7 @@ def dump_article(row: dict) -> dict:
         "url": str(row["url"]),
         "language": str(row["language"]),
         "summary": str(row["summary"]),
-        "updated_at": utc_rfc3339(row["updated_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
     }
 
 
@@ -188,7 +192,7 @@ _NDJSON_LINE = (
 def article_ndjson_line(row: dict) -> str:
     updated_at = row["updated_at"]
     if not isinstance(updated_at, str):  # text already from articles.page(dates_as_text=True)
-        updated_at = utc_rfc3339(updated_at)
+        updated_at = rfc3339(updated_at)
     return _NDJSON_LINE % (
         row["id"],
         _json_str(str(row["title"])),

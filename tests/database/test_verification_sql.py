@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT
+from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT, flush_audit
 
 
 def run_file(database: str) -> str:
@@ -29,3 +29,47 @@ def test_verification_queries_run_and_find_nothing_wrong(client, seeded):
     assert "masked_audit_logs\tDEFINER\tNONE" in out
     assert "api_key\t" not in out.split("bad_hashes")[0], "no plain-text key column"
     assert "key_ABC123" not in out and "key_DEF456" not in out
+
+
+def expectations() -> list[tuple[dict[str, str], str]]:
+    """Each `Expect: col = value, ...` line of the file with the statement that follows it."""
+    pairs, expect, current = [], None, []
+    for line in (ROOT / "sql" / "verification.sql").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--"):
+            text = stripped.lstrip("- ").strip()
+            if text.startswith("Expect:"):
+                expect = dict(
+                    part.strip().split(" = ")
+                    for part in text.removeprefix("Expect:").split(", ")
+                )
+            continue
+        if stripped:
+            current.append(line)
+        if stripped.endswith(";"):
+            statement = "\n".join(current).rstrip(";")
+            if expect is not None:
+                pairs.append((expect, statement))
+            expect, current = None, []
+    return pairs
+
+
+def test_every_promise_in_the_comments_is_an_expect_line_the_output_keeps(client, seeded):
+    text = (ROOT / "sql" / "verification.sql").read_text()
+    promises = [line for line in text.splitlines() if "Expect" in line and "Expect:" not in line]
+    assert promises in ([], ['-- Each query says what it proves; an "Expect:" line names '
+                             "columns of the query below it and the"]), promises
+    # Outcomes the file talks about: a 200, a 401 and a 429 recorded.
+    client.get("/api/export", headers={"X-API-Key": "key_DEF456"})
+    client.get("/api/export", headers={"X-API-Key": "not-a-key"})
+    for _ in range(6):
+        client.get("/api/export", headers={"X-API-Key": "key_ABC123"})
+    flush_audit(client.application)
+    pairs = expectations()
+    assert len(pairs) == 7
+    for expect, statement in pairs:
+        rows = seeded.all(statement)
+        assert rows, statement
+        for row in rows:
+            got = {column: str(row[column]) for column in expect}
+            assert got == expect, statement

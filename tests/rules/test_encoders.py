@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from service.schemas import ArticleOut, article_ndjson_line, dump_article, utc_rfc3339
+from service.clock import rfc3339
+from service.schemas import ArticleOut, AuditRowOut, article_ndjson_line, dump_article
 
 TRICKY = [
     "plain",
@@ -48,12 +49,24 @@ def test_ndjson_line_is_json_dumps_of_the_schema_dump(row):
     expected = json.dumps(ArticleOut().dump(row), ensure_ascii=False) + "\n"
     assert article_ndjson_line(row) == expected
     # The stream's rows carry updated_at already as text (articles.page(dates_as_text=True)).
-    as_text = {**row, "updated_at": utc_rfc3339(row["updated_at"])}
+    as_text = {**row, "updated_at": rfc3339(row["updated_at"])}
     assert article_ndjson_line(as_text) == expected
 
 
-def test_utc_rfc3339_converts_aware_values():
+def test_rfc3339_converts_aware_values():
     aware = datetime(2024, 6, 1, 12, tzinfo=timezone(timedelta(hours=2)))
-    assert utc_rfc3339(aware) == "2024-06-01T10:00:00Z"
-    assert utc_rfc3339(aware.astimezone(UTC)) == "2024-06-01T10:00:00Z"
-    assert utc_rfc3339(None) is None
+    assert rfc3339(aware) == "2024-06-01T10:00:00Z"
+    assert rfc3339(aware.astimezone(UTC)) == "2024-06-01T10:00:00Z"
+
+
+def test_audit_timestamps_always_carry_milliseconds():
+    # Before: `.152Z` next to `10Z` in one response (milliseconds only when not zero).
+    rows = [
+        {"timestamp": datetime(2026, 12, 2, 4, 35, 10, 152000)},
+        {"timestamp": datetime(2026, 12, 2, 4, 35, 10)},
+    ]
+    assert [r["timestamp"] for r in AuditRowOut(many=True, only=["timestamp"]).dump(rows)] == [
+        "2026-12-02T04:35:10.152Z",
+        "2026-12-02T04:35:10.000Z",
+    ]
+    assert rfc3339(datetime(2026, 12, 2, 0, 0), milliseconds=True) == "2026-12-02T00:00:00.000Z"

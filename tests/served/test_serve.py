@@ -104,9 +104,12 @@ def test_serve_runs_gunicorn_sync_workers_from_web_concurrency(database, serve):
     served = serve(database, workers=3)
     master = served.process.pid
     cmdline = Path(f"/proc/{master}/cmdline").read_bytes().split(b"\0")
-    assert b"gunicorn" in cmdline  # scripts/serve exec'd gunicorn: same pid
+    # scripts/serve exec'd python -m service.serve, which checks the settings and runs gunicorn
+    # in that same process: the pid the caller holds is gunicorn's master.
+    assert cmdline[:3] == [b"python", b"-m", b"service.serve"]
     assert sorted(wait_until(lambda: len(children(master)) == 3 and children(master)))
     log = served.log_text()
+    assert "Starting gunicorn" in log and f"({master})" in log
     assert "Using worker: sync" in log
     assert f"Listening at: http://127.0.0.1:{served.port}" in log
     response = get(served.url + "/health")
