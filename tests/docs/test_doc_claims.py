@@ -32,6 +32,8 @@ def test_every_setting_is_documented_with_its_default():
         shown = f"`{default}`" if default != "" else "*(empty)*"
         if field.name == "DB_TIME_ZONE":
             shown = "*(server's)*"
+        if field.name == "WEB_CONCURRENCY":  # None: gunicorn's rule of thumb
+            shown = "2 × cores + 1"
         assert shown in row, f"{field.name}: default {shown} not in its row: {row}"
 
 
