@@ -39,6 +39,8 @@ log = logging.getLogger("service.audit")
 request_log = logging.getLogger("service.request")
 
 _WRITE_CHUNK = 1000
+# Repeated warnings of the writer (a full buffer) are logged at most this often.
+LOG_EVERY_SECONDS = 60.0
 # Client-sent request ids are kept only in forms that cannot carry one of our keys.
 _REQUEST_ID = re.compile(
     r"^(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
@@ -69,6 +71,8 @@ class AuditWriter:
         self._failures = 0
         self._retry_at = 0.0
         self.outages = dbmod.OutageLog("audit writer")
+        self._logged_at: dict[str, float] = {}
+        self._occurrences: dict[str, int] = {}
         _writers.add(self)
 
     def record(self, row: dict) -> None:
@@ -81,9 +85,11 @@ class AuditWriter:
             except queue.Full:
                 pass
         self.overflowed += 1
-        log.warning(
+        self._log_limited(
+            "audit_overflow",
+            logging.WARNING,
             "audit buffer full; writing in the request",
-            extra={"event": "audit_overflow", "overflow_count": self.overflowed},
+            overflow_count=self.overflowed,
         )
         with self._lock:
             self._pending.append(row)
@@ -210,10 +216,24 @@ class AuditWriter:
         if excess > 0:
             del self._pending[:excess]
             self.lost += excess
-            log.error(
+            self._log_limited(
+                "audit_lost",
+                logging.ERROR,
                 "audit rows lost: buffer full while the database is unavailable",
-                extra={"event": "audit_lost", "lost": excess, "lost_total": self.lost},
+                lost=excess,
+                lost_total=self.lost,
             )
+
+    def _log_limited(self, event: str, level: int, message: str, **fields: object) -> None:
+        """At most one line per event and minute while it keeps happening (with the number of
+        occurrences), so a full buffer during an outage does not log once per request."""
+        now = time.monotonic()
+        self._occurrences[event] = self._occurrences.get(event, 0) + 1
+        if now - self._logged_at.get(event, -LOG_EVERY_SECONDS) < LOG_EVERY_SECONDS:
+            return
+        self._logged_at[event] = now
+        occurrences = self._occurrences.pop(event)
+        log.log(level, message, extra={"event": event, "occurrences": occurrences, **fields})
 
 
 def close_all_writers() -> None:

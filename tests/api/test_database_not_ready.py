@@ -71,3 +71,22 @@ def test_a_missing_table_on_a_current_schema_is_still_a_500(app, sql, client):
             (hash_key("key_ZZZZZZ"),))
     response = client.get("/api/audit", headers={"X-API-Key": "key_ZZZZZZ"})
     assert response.status_code == 500
+
+
+def test_an_outage_with_a_full_buffer_logs_once_not_per_request(app_factory, records):
+    from testkit import free_port
+
+    app = app_factory(
+        DB_PORT=free_port(), DB_CONNECT_TIMEOUT=0.5, AUDIT_BUFFER_SIZE=2, AUDIT_FLUSH_INTERVAL=1
+    )
+    client = app.test_client()
+    for _ in range(12):
+        assert client.get("/api/export", headers=KEY).status_code == 503
+    writer = app.extensions["audit"]
+    assert writer.overflowed >= 9 and writer.lost >= 9
+    events = [getattr(r, "event", None) for r in records.records if r.levelno >= logging.WARNING]
+    # Before: one overflow warning and one loss line per request, and one outage line each.
+    assert events.count("audit_overflow") == 1
+    assert events.count("audit_lost") == 1
+    assert events.count("db_unavailable") <= 2  # requests, audit writer
+    assert len(events) == events.count("audit_overflow") + 1 + events.count("db_unavailable")
