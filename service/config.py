@@ -95,7 +95,7 @@ class SettingsSchema(Schema):
         load_default="",
         validate=lambda value: _valid_db_hosts(value),
         metadata=_accepts(
-            "empty, or a comma-separated list of distinct host:port (e.g. db1:3306,db2:3306)", ""
+            "empty, or a comma-separated list of distinct host:port pairs", ""
         ),
     )
     DB_NAME = mf.String(

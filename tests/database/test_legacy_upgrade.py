@@ -267,7 +267,7 @@ def test_admin_lists_the_migrated_rows_with_masked_keys_only(legacy_client):
     assert [r["id"] for r in rows] == list(range(12, 0, -1)), "every migrated row, newest first"
     expected = {r["id"]: r["api_key"][:6] + "..." for r in legacy["audit_logs"]}
     assert {r["id"]: r["masked_key"] for r in rows} == expected
-    assert rows[-1]["timestamp"] == "2023-10-05T04:15:02Z"
+    assert rows[-1]["timestamp"] == "2023-10-05T04:15:02.000Z"
     text = json.dumps(rows).lower()
     assert not [p for key in PLANTED for p in pieces(key) if p.lower() in text]
     assert "error_message" not in rows[0]
