@@ -13,7 +13,14 @@ preflight() {
     return "$status"
   fi
   echo "the local MariaDB is not running; starting it (/usr/sbin/mariadbd)" >&2
-  if ! start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; then
+  # By its pid file, not by its program: other servers of the same binary (a Galera node of
+  # scripts/galera) must not pass for the local one.
+  local pidfile
+  pidfile=$(my_print_defaults mysqld mariadbd 2>/dev/null | sed -n 's/^--pid-file=//p' | tail -n 1)
+  pidfile=${pidfile:-/run/mysqld/mysqld.pid}
+  [ -d "$(dirname "$pidfile")" ] || install -d -o mysql -g mysql "$(dirname "$pidfile")"
+  if ! start-stop-daemon --start --oknodo --background --pidfile "$pidfile" \
+       --exec /usr/sbin/mariadbd; then
     echo "could not start /usr/sbin/mariadbd (start it yourself, e.g. service mariadb start)" >&2
     return 1
   fi
