@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymysql
@@ -214,11 +215,12 @@ def add_key(port: int, database: str, key: str, limit: int) -> int:
 
 
 def burst(
-    urls: list[str], key: str, total: int, *, threads: int = 200, gate=None
+    urls: list[str], key: str, total: int, *, threads: int = 200, gate=None, seen=None
 ) -> list[requests.Response]:
     """`total` requests at once from `threads` threads released together, round-robin over
     `urls`, each on a fresh connection with its own X-Request-ID. `gate(index)`, when given, is
-    called before request `index` is sent (a test may hold some back)."""
+    called before request `index` is sent (a test may hold some back); every response is also
+    appended to the list `seen` as it arrives, when given."""
     start = threading.Barrier(threads)
 
     def worker(first: int) -> list[requests.Response]:
@@ -227,19 +229,38 @@ def burst(
         for n in range(first, total, threads):
             if gate is not None:
                 gate(n)
-            mine.append(
-                requests.get(
-                    urls[n % len(urls)] + "/api/export?limit=1",
-                    headers={
-                        "X-API-Key": key,
-                        "Connection": "close",
-                        "X-Request-ID": uuid.uuid4().hex,
-                    },
-                    timeout=60,
-                )
+            response = requests.get(
+                urls[n % len(urls)] + "/api/export?limit=1",
+                headers={"X-API-Key": key, "Connection": "close", "X-Request-ID": uuid.uuid4().hex},
+                timeout=60,
             )
+            mine.append(response)
+            if seen is not None:
+                seen.append(response)
         return mine
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(worker, range(threads)))
     return [response for chunk in results for response in chunk]
+
+
+class MovableClock:
+    """A clock file the test moves, read by the served instances' UTC clocks through
+    tests/cluster/clock/sitecustomize.py (every process started with `env`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.write_text("0\n", encoding="ascii")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PYTHONPATH": str(Path(__file__).resolve().parent / "clock"),
+            "WME_TEST_CLOCK_FILE": str(self.path),
+        }
+
+    def set(self, moment: datetime) -> None:
+        offset = (moment - datetime.now(UTC)).total_seconds()
+        temporary = self.path.with_suffix(".new")
+        temporary.write_text(f"{offset:.3f}\n", encoding="ascii")
+        temporary.replace(self.path)  # atomic: a reader never sees half a line

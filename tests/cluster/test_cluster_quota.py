@@ -5,10 +5,12 @@ stays exact although every node accepts writes."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from galera_cluster import add_key, burst, synced_rows, synced_value
+from galera_cluster import MovableClock, add_key, burst, synced_rows, synced_value
 
 from testkit import wait_until
 
@@ -56,3 +58,62 @@ def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, i
         assert count == LIMIT, f"node {port}: calls_made {count}"
         wait_until(lambda port=port: audit_counts(port, cluster_db, key_id)
                    == {200: LIMIT, 429: TOTAL - LIMIT}, timeout=20)
+
+
+def reset_epoch(day: date) -> str:
+    return str(int(datetime.combine(day, time.min, UTC).timestamp()))
+
+
+def test_the_same_burst_across_a_utc_midnight_admits_50_on_each_day(
+    galera, cluster_db, instances, tmp_path
+):
+    """The instances' clocks (shifted by a file the test moves) stand at 23:59 while the
+    first half of the burst spends the day; they jump past 00:00 UTC with requests in flight,
+    and the second half runs on the new day. "Today" is the instances' (computed in Python and
+    passed into SQL), never the database's."""
+    key_id = add_key(galera.ports[0], cluster_db, KEY, LIMIT)
+    clock = MovableClock(tmp_path / "clock")
+    day = datetime.now(UTC).date()
+    clock.set(datetime.combine(day, time(23, 59), UTC))
+    served = [instances(cluster_db, node, extra_env=clock.env) for node in range(3)]
+    seen: list = []
+    new_day = threading.Event()
+
+    def gate(index: int) -> None:
+        if index >= TOTAL // 2:
+            assert new_day.wait(timeout=120), "the clock was never moved"
+
+    running = threading.Thread(
+        target=lambda: seen.append(burst([s.url for s in served], KEY, TOTAL, gate=gate, seen=seen))
+    )
+    running.start()
+    # Day one is spent (its 50 admitted, refusals seen) before the clock moves; requests still in
+    # flight then straddle the jump.
+    wait_until(
+        lambda: sum(r.status_code == 200 for r in seen[:]) >= LIMIT
+        and sum(r.status_code == 429 for r in seen[:]) >= 30,
+        timeout=120,
+    )
+    clock.set(datetime.combine(day + timedelta(days=1), time(0, 0, 1), UTC))
+    new_day.set()
+    running.join(timeout=180)
+    responses = seen.pop()  # the burst's own list, appended last
+    assert len(responses) == TOTAL
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 2 * LIMIT, 429: TOTAL - 2 * LIMIT}, statuses
+    admitted = [r for r in responses if r.status_code == 200]
+    used = sorted(int(r.headers["X-RateLimit-Used"]) for r in admitted)
+    assert used == sorted(list(range(1, LIMIT + 1)) * 2), "each day counted its own 1..50"
+    resets = Counter(r.headers["X-RateLimit-Reset"] for r in admitted)
+    # A request that read the clock just before the jump but reached the database after the new
+    # day's first one counts in the new day (the stored day never moves back): hence ">=".
+    assert resets[reset_epoch(day + timedelta(days=1))] >= LIMIT
+    assert set(resets) <= {reset_epoch(day + timedelta(days=1)),
+                           reset_epoch(day + timedelta(days=2))}
+    for port in galera.ports:
+        row = synced_rows(port, cluster_db,
+                          "SELECT calls_made, last_reset FROM api_keys WHERE id = %s", (key_id,))
+        assert row == [{"calls_made": LIMIT, "last_reset": day + timedelta(days=1)}], port
+        wait_until(lambda port=port: audit_counts(port, cluster_db, key_id)
+                   == {200: 2 * LIMIT, 429: TOTAL - 2 * LIMIT}, timeout=20)
