@@ -1,7 +1,7 @@
 """The service's throughput and latency next to baselines, and its bulk paths: `scripts/bench`.
 
     scripts/bench [--seconds 10] [--warmup 3] [--workers 4] [--connections 32] [--quick]
-                  [--profile F,R] [--only B2,F] ...
+                  [--profile F,R] [--only B2,F] [--cluster 3311,3312,3313] ...
 
 One run, on a throw-away database (`bench_<random>`, migrated, dropped at the end):
 
@@ -16,6 +16,9 @@ One run, on a throw-away database (`bench_<random>`, migrated, dropped at the en
 2. Bulk (WEB_CONCURRENCY=1, so the one worker is the one measured): NDJSON export of every article
    next to the `mariadb --batch` client selecting the same columns, and one NDJSON import; rows/s,
    CPU, and the worker's peak RSS (VmHWM, reset before each).
+
+3. With `--cluster PORTS`: R and F again with the service on a running Galera cluster
+   (`scripts/galera start`), in the same run, printed next to the single server (cluster.py).
 
 Prints a table, and saves it with the raw figures under reports/bench/ (git-ignored). Prints
 figures only: the targets are reported as met or not, nothing fails on a time limit.

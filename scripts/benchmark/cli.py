@@ -17,6 +17,7 @@ from testkit import fresh_database, root_connection
 from . import REPORTS, log
 from . import __doc__ as overview
 from .bulk import bulk
+from .cluster import cluster_report, cluster_series
 from .load import Run, drive, start_baseline, start_server
 from .profiling import profile_run
 from .results import checks, machine, ratios, report, targets
@@ -55,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", default="", metavar="RUNS",
                         help="e.g. F,R: one more run of each under py-spy (requirements-bench.txt),"
                              " after the measured ones; its figures are not in the table")
+    parser.add_argument("--cluster", default="", metavar="PORTS",
+                        help="e.g. 3311,3312,3313: R and F again with the service on this Galera "
+                             "cluster (scripts/galera start), printed next to the single server")
     parser.add_argument("--keep-database", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -62,6 +66,10 @@ def parse_args() -> argparse.Namespace:
         args.rows, args.import_rows = min(args.rows, 100_000), min(args.import_rows, 10_000)
     args.only = set(args.only.split(","))
     args.profile = set(filter(None, args.profile.split(",")))
+    try:
+        args.cluster = [int(p) for p in args.cluster.split(",")] if args.cluster else []
+    except ValueError:
+        parser.error("--cluster takes the nodes' client ports, e.g. 3311,3312,3313")
     return args
 
 
@@ -138,6 +146,8 @@ def main() -> int:
         conn.close()
         if args.only & {name for name, *_ in SERIES}:
             run_series(database, keys, args, logs, results)
+        if args.cluster:
+            results["cluster"] = cluster_series(args.cluster, args, logs)
         if "bulk" in args.only:
             results["bulk"] = bulk(database, keys, args, logs)
     results["ratios"] = ratios(results["runs"])
@@ -145,6 +155,8 @@ def main() -> int:
     results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     text = report(results)
+    if "cluster" in results:
+        text += "\n" + cluster_report(results)
     print(text)
     save(results, text, stamp)
     print_profiles(results)
