@@ -51,6 +51,13 @@ def identify(cur) -> dict:
     return row
 
 
+def authenticate(db, today: date) -> dict:
+    """The usable key row of the presented key (one read), or the 401/403 that says why not."""
+    key = db.read(identify)
+    check_usable(key, today)
+    return key
+
+
 def check_usable(row: dict, today: date) -> None:
     """Expired keys are 401; disabled or revoked keys, or keys of inactive users, 403."""
     if row["expires_at"] is not None and row["expires_at"] < today:

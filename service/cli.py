@@ -100,6 +100,35 @@ def keys_group() -> None:
     """Create, list and revoke API keys. Keys are shown once, at creation; only hashes are kept."""
 
 
+# api_keys.rate_limit is a signed INT; a negative limit means nothing more than 0 (no request is
+# admitted), so the CLI takes 0 to the column's maximum.
+MAX_DAILY_LIMIT = 2_147_483_647
+
+
+class DailyLimit(click.ParamType):
+    """`--daily-limit`: a whole number from 0 (the key admits nothing) to the column's maximum.
+    A bad value is one line on stderr (`Error: ...`) and exit 1, never a traceback; shared by
+    every command that sets a limit."""
+
+    name = "daily-limit"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            number = int(value.strip())
+        else:
+            number = None
+        if number is None or not 0 <= number <= MAX_DAILY_LIMIT:
+            raise click.ClickException(
+                f"--daily-limit must be a whole number from 0 to {MAX_DAILY_LIMIT}"
+            )
+        return number
+
+
+DAILY_LIMIT = DailyLimit()
+
+
 def _parse_scopes(value: str) -> set[str]:
     scopes = {s.strip() for s in value.split(",") if s.strip()}
     unknown = scopes - set(SCOPES)
@@ -111,7 +140,8 @@ def _parse_scopes(value: str) -> set[str]:
 @keys_group.command("create")
 @click.option("--user-id", type=click.IntRange(min=1), required=True)
 @click.option("--scopes", default="export", show_default=True, help="Comma-separated scopes.")
-@click.option("--daily-limit", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--daily-limit", type=DAILY_LIMIT, default=100, show_default=True,
+              help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT} (0: the key admits nothing).")
 @click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Last UTC day the key works (YYYY-MM-DD); default: never expires.")
 @click.option("--label", default=None, help="A note for operators (never shown to clients).")

@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from service.db import DatabaseBusy, DatabaseUnavailable, SchemaNotReady
+from service.masking import redact_keys
 
 log = logging.getLogger("service.errors")
 
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     DB_UNAVAILABLE = "db_unavailable"
     SERVICE_BUSY = "service_busy"
+    TOO_MANY_FAILED_AUTHENTICATIONS = "too_many_failed_authentications"
     NOT_READY = "not_ready"
     INTERNAL_ERROR = "internal_error"
 
@@ -165,7 +167,7 @@ def _http_message(status: int, exc: HTTPException) -> str:
     if status == 404:
         return "No such route."
     if status == 405:
-        return f"Method {request.method} is not allowed here."
+        return f"Method {redact_keys(request.method)} is not allowed here."
     if status == 413:
         return "The request body is larger than this service accepts."
     return exc.description or exc.name

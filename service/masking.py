@@ -8,12 +8,25 @@ the bare 6-character prefix.
 
 from __future__ import annotations
 
+import re
+
 from service.keys import PREFIX_LENGTH
 
 MASK_SUFFIX = "..."
+
+# Anything shaped like one of our keys, whole or cut: `wk_` + base62 (new keys) and `key_` +
+# letters and digits (legacy keys), longer than the prefix. No word boundary on purpose: a key
+# glued to other text (`api_key=wk_...`, `Xkey_ABC123`) is still a key.
+_KEY_SHAPED = re.compile(r"(?:wk_[A-Za-z0-9]{4,}|key_[A-Za-z0-9]{3,})")
 
 
 def mask_key(key_or_prefix: str | None) -> str | None:
     if not key_or_prefix:
         return None
     return key_or_prefix[:PREFIX_LENGTH] + MASK_SUFFIX
+
+
+def redact_keys(text: str) -> str:
+    """`text` with every key-shaped token cut to its 6-character prefix and `...`: for client
+    text that must be echoed or logged (parameter and field names, malformed request lines)."""
+    return _KEY_SHAPED.sub(lambda m: m.group()[:PREFIX_LENGTH] + MASK_SUFFIX, text)

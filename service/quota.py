@@ -95,8 +95,9 @@ def used_today(calls_made: int, last_reset: date | None, today: date) -> int:
 
 def spent(calls_made: int, last_reset: date | None, limit: int, today: date) -> bool:
     """True when a key's stored count refuses a request today: exactly the negation of the
-    admission condition of `repositories.api_keys.CONSUME_QUOTA`."""
-    return last_reset is not None and last_reset >= today and calls_made >= limit
+    admission condition of `repositories.api_keys.CONSUME_QUOTA`. A limit of 0 or less admits
+    nothing, ever."""
+    return limit <= 0 or (last_reset is not None and last_reset >= today and calls_made >= limit)
 
 
 def refusal_message(state: QuotaState) -> str:

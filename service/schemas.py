@@ -16,6 +16,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from service.clock import rfc3339
 from service.errors import ApiError, ErrorCode
+from service.masking import redact_keys
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -25,22 +26,62 @@ _NOT_BLANK = validate.Regexp(r"\S", error="Must not be blank.")
 _CURSOR_PREFIX = b"id:"
 
 
+# Column sizes the validation must respect, or the database refuses the row (a 500 otherwise).
+LANGUAGE_MAX_CHARS = 20  # articles.language VARCHAR(20)
+SUMMARY_MAX_BYTES = 65_535  # articles.summary TEXT: bytes, not characters (utf8mb4: up to 4 each)
+_ASCII_DIGITS = re.compile(r"^[0-9]{1,18}$")
+# RFC 3339 section 5.6 exactly: full-date "T" full-time, seconds required, fraction optional,
+# "Z" or a numeric offset with a colon. No week dates, no ordinal dates, no basic format.
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _encodable(value: str) -> None:
+    """A lone surrogate (JSON allows "\\ud800") is not a character: UTF-8 cannot store it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
+
+
+def _max_bytes(limit: int):
+    def check(value: str) -> None:
+        if len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise ValidationError(f"Longer than {limit} bytes in UTF-8.")
+
+    return check
+
+
 class Cursor(fields.Field):
-    """An opaque page cursor: base64url of `id:<last id seen>`."""
+    """An opaque page cursor: base64url of `id:<last id seen>`, exactly as `encode_cursor` wrote
+    it (no padding, no trailing characters: it must round-trip)."""
 
     def _deserialize(self, value, attr, data, **kwargs) -> int:
-        if not isinstance(value, str) or len(value) > 64:
+        if not isinstance(value, str) or len(value) > 64 or not value.isascii():
             raise ValidationError("Not a valid cursor.")
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):
             raise ValidationError("Not a valid cursor.") from None
-        if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX):].isdigit():
+        digits = raw[len(_CURSOR_PREFIX):]
+        if not raw.startswith(_CURSOR_PREFIX) or not _ASCII_DIGITS.match(digits.decode("latin-1")):
             raise ValidationError("Not a valid cursor.")
-        last_id = int(raw[len(_CURSOR_PREFIX):])
-        if last_id < 1:
+        last_id = int(digits)
+        if last_id < 1 or encode_cursor(last_id) != value:
             raise ValidationError("Not a valid cursor.")
         return last_id
+
+
+class AsciiInteger(fields.Integer):
+    """A whole number written in ASCII digits only: int() would also take "٣", "+5", " 5" or
+    "5_0"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _ASCII_DIGITS.match(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -60,9 +101,12 @@ class UtcDateTime(fields.DateTime):
 
 
 class Rfc3339(fields.AwareDateTime):
-    """An aware date-time, normalised to UTC; instants beyond year 9999 UTC are a 400."""
+    """An RFC 3339 date-time (exactly: ISO 8601's other forms are refused), normalised to UTC;
+    instants beyond year 9999 UTC are a 400."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _RFC3339.match(value):
+            raise self.make_error("invalid")
         moment = super()._deserialize(value, attr, data, **kwargs)
         try:
             return moment.astimezone(UTC)
@@ -82,10 +126,9 @@ def _rfc3339(**kwargs) -> Rfc3339:
 
 
 class PageQuery(Schema):
-    limit = fields.Integer(
+    limit = AsciiInteger(
         load_default=DEFAULT_PAGE,
         validate=validate.Range(min=1, max=MAX_PAGE, error=f"Must be from 1 to {MAX_PAGE}."),
-        strict=False,
     )
     cursor = Cursor(load_default=None)
     since = _rfc3339(load_default=None)
@@ -96,7 +139,7 @@ class ExportQuery(PageQuery):
     exceed a JSON page, up to MAX_STREAM. The bounds depend on the format, so they are checked
     here, with a message that states the bounds of the format asked for."""
 
-    limit = fields.Integer(load_default=None, strict=False)
+    limit = AsciiInteger(load_default=None)
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "ndjson"]))
 
     @validates_schema
@@ -124,24 +167,35 @@ class ExportQuery(PageQuery):
 
 class AuditQuery(PageQuery):
     endpoint = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
-    status = fields.Integer(load_default=None, validate=validate.Range(min=100, max=599))
+    status = AsciiInteger(load_default=None, validate=validate.Range(min=100, max=599))
 
 
 class ArticleIn(Schema):
-    title = fields.String(required=True, validate=[validate.Length(min=1, max=300), _NOT_BLANK])
+    title = fields.String(
+        required=True, validate=[_encodable, validate.Length(min=1, max=300), _NOT_BLANK]
+    )
     url = fields.Url(
         required=True,
         schemes={"https"},
         require_tld=True,
-        validate=validate.Length(max=700),
+        validate=[_encodable, validate.Length(max=700)],
         error_messages={"invalid": "Must be an absolute https URL."},
     )
     language = fields.String(
         required=True,
-        validate=validate.Regexp(_LANGUAGE, error="Must be a language code such as en or zh-hans."),
+        validate=[
+            validate.Length(max=LANGUAGE_MAX_CHARS),
+            validate.Regexp(_LANGUAGE, error="Must be a language code such as en or zh-hans."),
+        ],
     )
     summary = fields.String(
-        required=True, validate=[validate.Length(min=1, max=20_000), _NOT_BLANK]
+        required=True,
+        validate=[
+            _encodable,
+            validate.Length(min=1, max=20_000),
+            _max_bytes(SUMMARY_MAX_BYTES),
+            _NOT_BLANK,
+        ],
     )
     updated_at = _rfc3339(required=True)
 
@@ -208,7 +262,11 @@ audit_rows_out = AuditRowOut(many=True)
 
 
 def load_query(schema: Schema, args) -> dict:
-    """Validate a query string; a 400 that names each bad parameter."""
+    """Validate a query string; a 400 that names each bad parameter. One value per parameter:
+    `limit=1&limit=5000` is refused, never read as either."""
+    repeated = [name for name in args if len(args.getlist(name)) > 1]
+    if repeated:
+        raise validation_error({name: ["Given more than once."] for name in repeated}, "parameter")
     try:
         return schema.load(args.to_dict(flat=True))
     except ValidationError as exc:
@@ -236,7 +294,9 @@ def _flatten(messages) -> list[tuple[str, str]]:
         if isinstance(problems, dict):
             problems = [str(v) for v in problems.values()]
         text = " ".join(map(str, problems)) if isinstance(problems, list) else str(problems)
+        # Names are client text: a key pasted as a name is echoed as its prefix only.
+        field = redact_keys(str(field))
         if text == "Unknown field.":
             text = f"Unknown {field!r}; it is not accepted here."
-        out.append((str(field), text))
+        out.append((field, text))
     return out

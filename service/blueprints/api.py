@@ -1,4 +1,4 @@
-"""The API routes, and the hook that authenticates and meters every one of them.
+"""The API routes, and the hook that authenticates, authorises, validates and meters each one.
 
 | route            | scope  | metered |
 | ---------------- | ------ | ------- |
@@ -15,14 +15,14 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from flask import Blueprint, Request, Response, current_app, g, request, stream_with_context
 from marshmallow import Schema
 
-from service import auth, quota
+from service import auth, metering, quota
 from service.errors import ApiError, ErrorCode
-from service.imports import import_articles
+from service.imports import read_articles, write_articles
 from service.masking import mask_key
-from service.repositories import api_keys, articles, audit_logs
+from service.repositories import articles, audit_logs
 from service.schemas import (
     AuditQuery,
     ExportQuery,
@@ -44,66 +44,52 @@ class RoutePolicy:
     scope: str | None  # None: any valid key
     metered: bool
     query: type[Schema] | None = None  # validated before metering: a 400 costs no quota
+    body: Callable[[Request], object] | None = None  # read and validated before metering too
 
 
 _POLICIES: dict[str, RoutePolicy] = {}
 
 
-def policy(*, scope: str | None, metered: bool, query: type[Schema] | None = None) -> Callable:
-    """Declare a route's scope, whether it consumes quota and its query schema; the hook below
-    enforces them, in that order."""
+def policy(
+    *,
+    scope: str | None,
+    metered: bool,
+    query: type[Schema] | None = None,
+    body: Callable[[Request], object] | None = None,
+) -> Callable:
+    """Declare a route's scope, whether it consumes quota, and how its query string and body are
+    validated; the hook below enforces them, in that order."""
 
     def register(view: Callable) -> Callable:
-        _POLICIES[f"{bp.name}.{view.__name__}"] = RoutePolicy(scope, metered, query)
+        _POLICIES[f"{bp.name}.{view.__name__}"] = RoutePolicy(scope, metered, query, body)
         return view
 
     return register
 
 
 @bp.before_request
-def authenticate_and_meter() -> None:
+def authenticate_authorise_validate_meter() -> None:
     if request.method == "OPTIONS":
         return  # Flask answers with Allow; a preflight neither needs a key nor costs quota
     route = _POLICIES.get(request.endpoint or "")
     if route is None:  # every api route must declare its policy: fail closed
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")
     now = quota.utc_now()
-    today = quota.utc_day(now)
     db = current_app.extensions["db"]
-    key = db.read(auth.identify)
+    key = auth.authenticate(db, quota.utc_day(now))
     g.api_key = key
-    auth.check_usable(key, today)
     auth.require_scope(key, route.scope)
     if route.query is not None:
         g.params = _valid_query(route.query)
-    if not route.metered:
-        return
-    admitted = False
-    # A key the read above already shows spent for today is refused without the UPDATE: counts
-    # only grow within a day, so the UPDATE would refuse it too (the decision is the read's, an
-    # instant earlier). It spares a refused request a write and a lock on the key's row.
-    if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
-        admitted, used = db.retrying(
-            lambda cur: api_keys.consume_quota(cur, key["id"], today), atomic=False
-        )
-    if admitted:
-        g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
-        return
-    # Refused: the count is at (or, after a lowered limit, above) the limit for today.
-    used = max(key["rate_limit"], quota.used_today(key["calls_made"], key["last_reset"], today))
-    state = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
-    g.quota = state
-    raise ApiError(
-        429,
-        ErrorCode.QUOTA_EXCEEDED,
-        quota.refusal_message(state),
-        headers={"Retry-After": str(state.retry_after())},
-        extra={"reset_at": quota.rfc3339(state.reset_at), "limit": state.limit},
-    )
+    if route.body is not None:
+        g.body = route.body(request)
+    if route.metered:
+        metering.charge(db, key, now)
 
 
 @bp.after_request
-def add_quota_headers(response: Response) -> Response:
+def settle_and_add_quota_headers(response: Response) -> Response:
+    metering.refund_if_failed(current_app.extensions["db"], response.status_code)
     state = g.get("quota")
     if state is not None:
         response.headers.update(state.headers())
@@ -158,9 +144,9 @@ def _export_ndjson(params: dict) -> Response:
 
 
 @bp.post("/import")
-@policy(scope="import", metered=True)
+@policy(scope="import", metered=True, body=read_articles)
 def import_() -> Response:
-    count = import_articles(current_app.extensions["db"], request)
+    count = write_articles(current_app.extensions["db"], g.body)
     return _json({"status": "success", "imported": count})
 
 
@@ -193,9 +179,7 @@ def audit() -> Response:
 @policy(scope=None, metered=False)
 def usage() -> Response:
     key = g.api_key
-    now = quota.utc_now()
-    used = quota.used_today(key["calls_made"], key["last_reset"], quota.utc_day(now))
-    state = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
+    state = metering.usage(key, quota.utc_now())
     g.quota = state
     body = {"status": "success", "key": mask_key(key["key_prefix"]), **state.as_usage()}
     return _json(body)

@@ -26,14 +26,26 @@ FIND_BY_HASH = (
 # assignments left to right, so `calls_made` is computed from the OLD `last_reset`, and only then
 # is `last_reset` moved forward (never backwards, thanks to GREATEST). LAST_INSERT_ID(expr) hands
 # the new count back in the same round trip (the OK packet's insert id), so the headers need no
-# second query. Affected rows: 1 = admitted, 0 = refused (or no such key).
+# second query. Affected rows: 1 = admitted, 0 = refused (or no such key). A limit of 0 or less
+# admits nothing, on a new day too: `rate_limit > 0` is required whatever the stored day.
 CONSUME_QUOTA = """
 UPDATE api_keys
    SET calls_made = LAST_INSERT_ID(
          IF(last_reset IS NULL OR last_reset < %(today)s, 1, calls_made + 1)),
        last_reset = GREATEST(COALESCE(last_reset, %(today)s), %(today)s)
  WHERE id = %(key_id)s
+   AND rate_limit > 0
    AND (last_reset IS NULL OR last_reset < %(today)s OR calls_made < rate_limit)
+"""
+
+# Gives back the unit of a request the service failed after charging (service/metering.py): only
+# on the day it was charged (after midnight the count is a new day's), never below 0.
+REFUND_QUOTA = """
+UPDATE api_keys
+   SET calls_made = calls_made - 1
+ WHERE id = %(key_id)s
+   AND last_reset = %(day)s
+   AND calls_made > 0
 """
 
 
@@ -49,6 +61,11 @@ def consume_quota(cur, key_id: int, today: date) -> tuple[bool, int | None]:
     """Try to take one unit of today's quota. Returns (admitted, count after the update)."""
     admitted = cur.execute(CONSUME_QUOTA, {"key_id": key_id, "today": today}) == 1
     return admitted, (cur.lastrowid if admitted else None)
+
+
+def refund_quota(cur, key_id: int, day: date) -> bool:
+    """Give back one unit charged on `day`. True if a unit was given back."""
+    return cur.execute(REFUND_QUOTA, {"key_id": key_id, "day": day}) == 1
 
 
 def create(
