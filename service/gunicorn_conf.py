@@ -16,7 +16,8 @@ service_settings = load_or_exit()
 
 bind = f"{service_settings.BIND_HOST}:{service_settings.PORT}"
 workers = service_settings.WEB_CONCURRENCY or multiprocessing.cpu_count() * 2 + 1
-worker_class = "sync"
+# gunicorn's sync worker, but its answer to a malformed request echoes none of it.
+worker_class = "service.gunicorn_worker.MaskingSyncWorker"
 timeout = service_settings.GUNICORN_TIMEOUT
 graceful_timeout = service_settings.GUNICORN_GRACEFUL_TIMEOUT
 keepalive = 2
@@ -30,6 +31,31 @@ errorlog = "-"
 # Never "debug": at that level gunicorn logs every request line, query string included, and a
 # client may have pasted a key there. LOG_LEVEL governs the app's own logs only.
 loglevel = "info"
+# gunicorn's own lines (warnings about malformed requests, tracebacks quoting a request line) go
+# through a formatter that cuts anything shaped like one of our keys to its 6-character prefix.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": []},  # the app adds its own JSON handler
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["masked"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["masked"], "propagate": False},
+    },
+    "handlers": {
+        "masked": {
+            "class": "logging.StreamHandler",
+            "formatter": "masked",
+            "stream": "ext://sys.stderr",
+        },
+    },
+    "formatters": {
+        "masked": {
+            "()": "service.logging_setup.KeyMaskingFormatter",
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+            "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+        },
+    },
+}
 # gunicorn 27's control socket is one fixed path per user: several instances on one host would
 # fight over it, and nothing here uses it.
 control_socket_disable = True

@@ -12,8 +12,17 @@ import sys
 from datetime import UTC, datetime
 
 from service.clock import rfc3339
+from service.masking import redact_keys
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class KeyMaskingFormatter(logging.Formatter):
+    """A plain formatter whose whole output (message and traceback) has every key-shaped token
+    cut to its prefix: for gunicorn's own lines, which may quote a malformed request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_keys(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +36,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # Defence in depth: nothing here formats client text, but a traceback may quote some.
+        return redact_keys(json.dumps(entry, default=str))
 
 
 def configure_logging(level: str) -> None:

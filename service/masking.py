@@ -14,10 +14,11 @@ from service.keys import PREFIX_LENGTH
 
 MASK_SUFFIX = "..."
 
-# Anything shaped like one of our keys, whole or cut: `wk_` + base62 (new keys) and `key_` +
-# letters and digits (legacy keys), longer than the prefix. No word boundary on purpose: a key
-# glued to other text (`api_key=wk_...`, `Xkey_ABC123`) is still a key.
-_KEY_SHAPED = re.compile(r"(?:wk_[A-Za-z0-9]{4,}|key_[A-Za-z0-9]{3,})")
+# Anything shaped like one of our keys, whole or cut, longer than the prefix: `wk_` + base62 (new
+# keys) and `key_` + an upper-case letter or digit then letters and digits (legacy keys such as
+# key_ABC123; a lower-case start is left alone so that names like key_prefix stay readable). No
+# word boundary on purpose: a key glued to other text (`api_key=wk_...`) is still a key.
+_KEY_SHAPED = re.compile(r"(?:wk_[A-Za-z0-9]{4,}|key_[A-Z0-9][A-Za-z0-9]{2,})")
 
 
 def mask_key(key_or_prefix: str | None) -> str | None:
