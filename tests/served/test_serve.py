@@ -83,7 +83,13 @@ def test_gunicorn_conf_defaults(monkeypatch, tmp_path):
     conf = load_gunicorn_conf(monkeypatch, tmp_path)
     assert conf["bind"] == "0.0.0.0:8080"
     assert conf["workers"] == multiprocessing.cpu_count() * 2 + 1
-    assert conf["worker_class"] == "sync"
+    # gunicorn's sync worker, subclassed only so that malformed requests are not echoed.
+    assert conf["worker_class"] == "service.gunicorn_worker.MaskingSyncWorker"
+    from gunicorn.workers.sync import SyncWorker
+
+    from service.gunicorn_worker import MaskingSyncWorker
+
+    assert issubclass(MaskingSyncWorker, SyncWorker)
     assert conf["preload_app"] is False  # the app (and any connection) is made after fork
     assert callable(conf["worker_exit"])
     assert conf["graceful_timeout"] > 0 and conf["timeout"] > 0
@@ -110,7 +116,7 @@ def test_serve_runs_gunicorn_sync_workers_from_web_concurrency(database, serve):
     assert sorted(wait_until(lambda: len(children(master)) == 3 and children(master)))
     log = served.log_text()
     assert "Starting gunicorn" in log and f"({master})" in log
-    assert "Using worker: sync" in log
+    assert "Using worker: service.gunicorn_worker.MaskingSyncWorker" in log
     assert f"Listening at: http://127.0.0.1:{served.port}" in log
     response = get(served.url + "/health")
     assert response.status_code == 200 and response.text == "OK"
