@@ -199,6 +199,11 @@ class AuditWriter:
                 log.exception("audit writer error", extra={"event": "audit_writer_error"})
 
     def _write(self, rows: list[dict]) -> None:
+        # Each row gets its id at its first attempt and keeps it (the same dict is retried): a
+        # batch sent again after a lost answer skips what was committed (0005_audit_write_once).
+        for row in rows:
+            if "audit_uid" not in row:
+                row["audit_uid"] = uuid.uuid4().hex
         if self._conn is None:
             self._conn = dbmod.connect(self.settings)
         with self._conn.cursor() as cur:
@@ -253,6 +258,15 @@ def route_for_record() -> str:
     return path if _ROUTE_LIKE.match(path) else UNMATCHED_PATH
 
 
+def _settled(row: dict, outcome, started: float) -> dict:
+    """A streamed request's row once its body has ended: the whole stream's latency, and the
+    failure that cut it, if any."""
+    row["response_time_ms"] = int(round((time.perf_counter() - started) * 1000))
+    if outcome.status is not None:
+        row["response_code"], row["error_code"] = outcome.status, outcome.error_code
+    return row
+
+
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     writer = AuditWriter(settings)
@@ -276,19 +290,24 @@ def init_app(app: Flask) -> None:
         error_code = getattr(response, "error_code", None)
         response.headers["X-Request-ID"] = request_id
         if request.path == "/api" or request.path.startswith("/api/"):
-            writer.record(
-                {
-                    "key_id": key["id"] if key else None,
-                    "key_prefix": key["key_prefix"] if key else None,
-                    "method": request.method[:10],
-                    "endpoint": path[:255],
-                    "response_code": response.status_code,
-                    "response_time_ms": latency_ms,
-                    "timestamp": g.get("received_at", utc_now()).replace(tzinfo=None),
-                    "request_id": request_id,
-                    "error_code": error_code,
-                }
-            )
+            row = {
+                "key_id": key["id"] if key else None,
+                "key_prefix": key["key_prefix"] if key else None,
+                "method": request.method[:10],
+                "endpoint": path[:255],
+                "response_code": response.status_code,
+                "response_time_ms": latency_ms,
+                "timestamp": g.get("received_at", utc_now()).replace(tzinfo=None),
+                "request_id": request_id,
+                "error_code": error_code,
+            }
+            outcome = getattr(response, "stream_outcome", None)
+            if outcome is None:
+                writer.record(row)
+            else:
+                # A streamed body may still fail: the row is written when it ends, with the
+                # failure's status and code if it failed (service/streaming.py).
+                response.call_on_close(lambda: writer.record(_settled(row, outcome, started)))
         fields = {
             "event": "request",
             "request_id": request_id,

@@ -7,7 +7,9 @@
 -- The file holds no password: both accounts are created locked. Then the operator, once:
 --   ALTER USER 'wme_service'@'%' IDENTIFIED BY '...' ACCOUNT UNLOCK;
 --   ALTER USER 'wme_auditor'@'%' IDENTIFIED BY '...' ACCOUNT UNLOCK;
--- and gives the service DB_USER=wme_service and DB_PASS. Narrow '%' to the service's hosts if you
+--   ALTER USER 'wme_retention'@'%' IDENTIFIED BY '...' ACCOUNT UNLOCK;
+-- and gives the service DB_USER=wme_service and DB_PASS, and the daily purge cron
+-- (`flask --app service purge-audit-logs`) DB_USER=wme_retention and its own DB_PASS. Narrow '%' to the service's hosts if you
 -- can (then change the account name in this file too).
 -- MySQL 8.0 with the validate_password component refuses to create an account without a
 -- password, even a locked one: there, create both first with
@@ -21,15 +23,20 @@
 --
 -- Not granted on purpose:
 -- * Any DDL (CREATE, ALTER, DROP, INDEX, ...): migrations run as the operator's own account.
--- * SELECT on audit_logs.key_id, key_prefix, error_message (nor SELECT * on audit_logs): the
---   service reads audit rows only through the view masked_audit_logs (SQL SECURITY DEFINER).
---   It may read `id` and `timestamp` there, which the retention DELETE's WHERE and ORDER BY need.
+-- * Any SELECT, UPDATE or DELETE on audit_logs for the service: it only ever appends rows (its
+--   INSERT IGNORE needs nothing more) and reads them back through the view masked_audit_logs
+--   (SQL SECURITY DEFINER). Whoever holds the service's password cannot erase the trail.
+-- * The purge is its own account, wme_retention: DELETE on audit_logs and SELECT on the two
+--   columns its WHERE and ORDER BY read (`id`, `timestamp`), nothing else anywhere.
+-- Upgrading from an earlier roles.sql, which let the service purge, revoke that by hand once:
+--   REVOKE DELETE, SELECT (id, `timestamp`) ON audit_logs FROM 'wme_service'@'%';
 -- * INSERT on api_keys, UPDATE of anything but the quota columns, any column of users but
 --   id and is_active: `flask --app service keys create|revoke` are operator commands and run
 --   with the operator's account, not the service's.
 
 CREATE USER IF NOT EXISTS 'wme_service'@'%' ACCOUNT LOCK;
 CREATE USER IF NOT EXISTS 'wme_auditor'@'%' ACCOUNT LOCK;
+CREATE USER IF NOT EXISTS 'wme_retention'@'%' ACCOUNT LOCK;
 
 -- Authentication (lookup by key_hash, joined to users) and the atomic quota UPDATE, which reads
 -- last_reset, calls_made and rate_limit and writes calls_made and last_reset.
@@ -40,13 +47,15 @@ GRANT SELECT (id, is_active) ON users TO 'wme_service'@'%';
 -- Export pages, and the import upsert (INSERT ... ON DUPLICATE KEY UPDATE needs both).
 GRANT SELECT, INSERT, UPDATE ON articles TO 'wme_service'@'%';
 
--- The audit trail: write rows; read them back only masked; purge by age (purge-audit-logs).
-GRANT INSERT, DELETE ON audit_logs TO 'wme_service'@'%';
-GRANT SELECT (id, `timestamp`) ON audit_logs TO 'wme_service'@'%';
+-- The audit trail: append rows; read them back only masked.
+GRANT INSERT ON audit_logs TO 'wme_service'@'%';
 GRANT SELECT ON masked_audit_logs TO 'wme_service'@'%';
 
 -- /ready compares the applied schema version with the code's.
 GRANT SELECT ON schema_migrations TO 'wme_service'@'%';
+
+-- The purge by age (purge-audit-logs, daily from cron), and nothing else.
+GRANT SELECT (id, `timestamp`), DELETE ON audit_logs TO 'wme_retention'@'%';
 
 -- The auditor reads the masked view and nothing else.
 GRANT SELECT ON masked_audit_logs TO 'wme_auditor'@'%';

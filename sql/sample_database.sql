@@ -185,6 +185,24 @@ FROM audit_logs;
 
 INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (4, 'masked_audit_logs', 'd1bbbfa2a156e0f9ad9712e61a926882f28571573a519e1ee9c61681a8a9ae31', UTC_TIMESTAMP());
 
+-- ---- migration 0005_audit_write_once.sql ----
+-- 0005: one audit row per request, however often its write is retried.
+-- The audit writer sends a batch again when it did not get the database's answer (a read
+-- timeout, a dropped connection), but the database may have committed it already. Each row now
+-- carries a unique id made by the service (`audit_uid`), and the writer inserts with
+-- INSERT IGNORE: a row that is already there is skipped, never written twice. The id is the
+-- service's own, not the client's X-Request-ID, which a client may repeat on distinct requests.
+-- Rows written before this migration have no id (NULL; a UNIQUE index admits many NULLs).
+-- Resumable: each step runs only while its change is still missing.
+
+-- when: column audit_logs.audit_uid is missing
+ALTER TABLE audit_logs ADD COLUMN audit_uid CHAR(32) NULL;
+
+-- when: index audit_logs.uq_audit_logs_audit_uid is missing
+ALTER TABLE audit_logs ADD UNIQUE INDEX uq_audit_logs_audit_uid (audit_uid);
+
+INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'audit_write_once', 'ab114e9844d0efe0b211fee1647c45459ad457ce7dd24f3f247f1f69dda4e00e', UTC_TIMESTAMP());
+
 -- ---- sample data sample_data.sql ----
 -- Sample users, keys and audit rows (the legacy sample, in the new shape). Loaded only when asked:
 -- `flask --app service load-sample-data` (articles come from sample_articles.sql). Idempotent:

@@ -1,7 +1,8 @@
 """audit_logs: batched inserts, reads through masked_audit_logs only, and retention.
 
-The service account may INSERT into audit_logs and may SELECT only `id` and `timestamp` there
-(for retention); everything it shows comes from the view.
+The service account may only INSERT into audit_logs (it appends, never reads nor erases there);
+everything it shows comes from the view. The purge runs as its own account (`wme_retention` in
+sql/roles.sql).
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from datetime import datetime
 
 from service.repositories import naive_utc
 
+# Idempotent: `audit_uid` is unique (0005_audit_write_once.sql), so a batch sent again after its
+# answer was lost skips the rows already committed. IGNORE needs no privilege beyond INSERT (an
+# ON DUPLICATE KEY UPDATE would need UPDATE on audit_logs); every value is already cut to its
+# column's size, so IGNORE hides nothing else.
 INSERT = """
-INSERT INTO audit_logs
+INSERT IGNORE INTO audit_logs
   (key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,
-   request_id, error_code)
+   request_id, error_code, audit_uid)
 VALUES
   (%(key_id)s, %(key_prefix)s, %(method)s, %(endpoint)s, %(response_code)s,
-   %(response_time_ms)s, %(timestamp)s, %(request_id)s, %(error_code)s)
+   %(response_time_ms)s, %(timestamp)s, %(request_id)s, %(error_code)s, %(audit_uid)s)
 """
 
 # `owner_user_id` NULL means every row (admin scope); otherwise the rows of that user's keys.

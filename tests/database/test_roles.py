@@ -39,7 +39,8 @@ from testkit import (
 )
 
 ROLES_SQL = ROOT / "sql" / "roles.sql"
-SERVICE, AUDITOR = "wme_service", "wme_auditor"
+SERVICE, AUDITOR, RETENTION = "wme_service", "wme_auditor", "wme_retention"
+ACCOUNTS = (SERVICE, AUDITOR, RETENTION)
 LOCK = "wme_accounts"
 DEF = {"X-API-Key": "key_DEF456"}  # sample: export, audit
 ABC = {"X-API-Key": "key_ABC123"}  # sample: export, import; 5 calls a day
@@ -70,7 +71,7 @@ def mysql_client(database: str, script: Path) -> None:
 
 
 def drop_accounts(cur) -> None:
-    for user in (SERVICE, AUDITOR):
+    for user in ACCOUNTS:
         cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
 
 
@@ -123,9 +124,9 @@ def roles(database) -> Iterator[tuple[Accounts, pymysql.cursors.DictCursor]]:
 
 @pytest.fixture
 def accounts(roles) -> Accounts:
-    """Both accounts unlocked with random passwords, as the operator would."""
+    """Every account unlocked with random passwords, as the operator would."""
     found, cur = roles
-    for user in (SERVICE, AUDITOR):
+    for user in ACCOUNTS:
         found.unlock(cur, user)
     return found
 
@@ -146,7 +147,7 @@ def test_roles_sql_names_no_database_and_holds_no_password():
     assert not re.search(r"\bUSE\b", code, re.IGNORECASE)
     assert not re.search(r"\bON\s+[`\w]+\s*\.", code, re.IGNORECASE), "grants are unqualified"
     assert not re.search(r"IDENTIFIED|PASSWORD", code, re.IGNORECASE)
-    for user in (SERVICE, AUDITOR):
+    for user in ACCOUNTS:
         assert re.search(rf"CREATE USER IF NOT EXISTS '{user}'@'%' ACCOUNT LOCK;", code)
 
 
@@ -166,7 +167,7 @@ def test_roles_sql_reruns_without_error_and_keeps_password_and_grants(accounts, 
     def grants() -> dict[str, list[str]]:
         return {
             user: sorted(r.popitem()[1] for r in sql.all("SHOW GRANTS FOR %s@'%%'", (user,)))
-            for user in (SERVICE, AUDITOR)
+            for user in ACCOUNTS
         }
 
     before = grants()
@@ -174,7 +175,7 @@ def test_roles_sql_reruns_without_error_and_keeps_password_and_grants(accounts, 
     mysql_client(accounts.database, ROLES_SQL)
     assert grants() == before
     # Neither re-locked nor given a new password: the running service keeps working.
-    for user in (SERVICE, AUDITOR):
+    for user in ACCOUNTS:
         accounts.connect(user).close()
 
 
@@ -215,11 +216,14 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     assert {r["masked_key"] for r in rows} == {"key_DE..."}
     assert "key_DEF456" not in listed.get_data(as_text=True)
 
-    # Retention as wme_service: the function (the sample's three 2023 rows) ...
+    # Retention as wme_retention, its own account: the function (the sample's three 2023 rows)
     flush_audit(app)  # the listing's own row, so the counts below stay still
     cutoff = datetime.now(UTC) - timedelta(days=90)
     before = sql.value("SELECT COUNT(*) FROM audit_logs")
-    assert purge_audit_logs(accounts.connect(SERVICE), cutoff, batch=2) == 3
+    with pytest.raises(pymysql.MySQLError) as refused:
+        purge_audit_logs(accounts.connect(SERVICE), cutoff, batch=2)
+    assert refused.value.args[0] in DENIED, "the service account cannot erase the trail"
+    assert purge_audit_logs(accounts.connect(RETENTION), cutoff, batch=2) == 3
     assert sql.value("SELECT COUNT(*) FROM audit_logs") == before - 3
     assert sql.value("SELECT COUNT(*) FROM audit_logs WHERE `timestamp` < %s",
                      (as_utc_naive(cutoff),)) == 0
@@ -232,8 +236,9 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     )
     # `flask` pushes an app context before a command; Flask's test runner does not (see the report
     # on service/cli.py), so it is pushed here as `flask` would.
-    with app.app_context():
-        result = app.test_cli_runner().invoke(
+    purger = app_factory(DB_USER=RETENTION, DB_PASS=accounts.passwords[RETENTION])
+    with purger.app_context():
+        result = purger.test_cli_runner().invoke(
             args=["purge-audit-logs", "--batch", "2", "--pause", "0"]
         )
     assert result.exit_code == 0, result.output
@@ -286,7 +291,6 @@ def test_service_account_cannot_read_audit_keys_nor_change_the_schema(accounts, 
     conn = accounts.connect(SERVICE)
     try:
         # What it may do, so the refusals below are about columns, not the whole table.
-        assert error_number(conn, "SELECT id, `timestamp` FROM audit_logs") is None
         assert error_number(conn, "SELECT * FROM masked_audit_logs") is None
         assert error_number(conn, "SELECT id, is_active FROM users") is None
 
@@ -295,7 +299,11 @@ def test_service_account_cannot_read_audit_keys_nor_change_the_schema(accounts, 
             "SELECT key_id FROM audit_logs": DENIED,
             "SELECT error_message FROM audit_logs": DENIED,
             "SELECT * FROM audit_logs": DENIED,
+            "SELECT id, `timestamp` FROM audit_logs": DENIED,
             "SELECT COUNT(*) FROM audit_logs WHERE key_prefix = 'key_DE'": DENIED,
+            # It only ever appends: the trail cannot be erased with its password.
+            "DELETE FROM audit_logs": DENIED,
+            "DELETE FROM audit_logs WHERE `timestamp` < '2100-01-01' ORDER BY id LIMIT 5": DENIED,
             # A DELETE filtered on a key column would leak it one guess at a time.
             "DELETE FROM audit_logs WHERE key_prefix = 'key_DE'": DENIED,
             "UPDATE audit_logs SET endpoint = 'x'": DENIED,
@@ -350,3 +358,33 @@ def test_auditor_reads_the_masked_view_and_nothing_else(accounts):
     assert all(n in DENIED for n in refused.values()), refused
     # The rows hold no full key; a JSON dump is the easiest full-text check.
     assert "key_ABC123" not in json.dumps(rows, default=str)
+
+
+def test_retention_account_purges_and_does_nothing_else(accounts, sql):
+    conn = accounts.connect(RETENTION)
+    try:
+        cutoff = "2024-01-01"
+        assert error_number(
+            conn, f"DELETE FROM audit_logs WHERE `timestamp` < '{cutoff}' ORDER BY id LIMIT 2"
+        ) is None
+        refused = {
+            statement: error_number(conn, statement)
+            for statement in (
+                "SELECT key_prefix FROM audit_logs",
+                "SELECT * FROM audit_logs",
+                "DELETE FROM audit_logs WHERE key_prefix = 'key_DE'",
+                "INSERT INTO audit_logs (endpoint, response_code, response_time_ms, `timestamp`) "
+                "VALUES ('/x', 200, 1, NOW())",
+                "UPDATE audit_logs SET endpoint = 'x'",
+                "SELECT * FROM masked_audit_logs",
+                "SELECT * FROM api_keys",
+                "SELECT * FROM articles",
+                "DELETE FROM articles",
+                "TRUNCATE TABLE audit_logs",
+            )
+        }
+    finally:
+        conn.close()
+    assert all(n in DENIED for n in refused.values()), refused
+    # The sample's three 2023 rows: two deleted by the one DELETE allowed above.
+    assert sql.value("SELECT COUNT(*) FROM audit_logs WHERE `timestamp` < '2024-01-01'") == 1
