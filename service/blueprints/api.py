@@ -32,6 +32,7 @@ from service.schemas import (
     encode_cursor,
     load_query,
 )
+from service.streaming import StreamOutcome, abort_on_failure
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -136,7 +137,12 @@ def _export_ndjson(params: dict) -> Response:
             if len(rows) < size:
                 return
 
-    response = Response(stream_with_context(generate()), mimetype="application/x-ndjson")
+    outcome = StreamOutcome()
+    body = stream_with_context(
+        abort_on_failure(generate(), outcome, refund=lambda: metering.refund(db))
+    )
+    response = Response(body, mimetype="application/x-ndjson")
+    response.stream_outcome = outcome  # audit.py records the row when the stream ends
     # Tells nginx (scripts/proxy) to pass this response on as it is produced instead of spooling
     # it: the client gets the first line at once, and the proxy holds no copy of the export.
     response.headers["X-Accel-Buffering"] = "no"
