@@ -13,6 +13,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import audit
+from service.auth_throttle import FailedAuthLimiter
 from service.blueprints import api, health
 from service.cli import register_commands
 from service.config import Settings
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["db"] = Database(settings)
+    app.extensions["auth_limiter"] = FailedAuthLimiter(settings.AUTH_FAILURES_PER_MINUTE)
     audit.init_app(app)
 
 

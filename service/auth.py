@@ -7,9 +7,9 @@ logged, stored or echoed: not even its prefix.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
-from flask import request
+from flask import current_app, request
 
 from service.errors import ApiError, ErrorCode
 from service.keys import MAX_PRESENTED_LENGTH, hash_key
@@ -51,10 +51,20 @@ def identify(cur) -> dict:
     return row
 
 
-def authenticate(db, today: date) -> dict:
-    """The usable key row of the presented key (one read), or the 401/403 that says why not."""
-    key = db.read(identify)
-    check_usable(key, today)
+def authenticate(db, now: datetime) -> dict:
+    """The usable key row of the presented key (one read), or the 401/403 that says why not; an
+    address over the limit of failed authentications gets a 429 (service/auth_throttle.py)."""
+    limiter = current_app.extensions["auth_limiter"]
+    address = request.remote_addr or ""
+    if presented_key() is not None:
+        limiter.check(address, now)
+    try:
+        key = db.read(identify)
+    except ApiError as exc:
+        if exc.code is ErrorCode.INVALID_KEY:
+            limiter.failed(db, address, now)
+        raise
+    check_usable(key, now.astimezone(UTC).date())
     return key
 
 

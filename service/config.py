@@ -120,6 +120,11 @@ class SettingsSchema(Schema):
     # ---- HTTP (the app)
     # Number of reverse proxies in front of the service whose X-Forwarded-* headers are trusted.
     TRUSTED_PROXIES = _whole(0, 10, "a whole number from 0 (no proxy) to 10", 0)
+    # Failed authentications (a key that matches none) allowed per client address and UTC minute,
+    # across all workers; beyond it the address gets 429 until the minute ends. 0 turns it off.
+    AUTH_FAILURES_PER_MINUTE = _whole(
+        0, 1_000_000, "a whole number from 0 (no limit) to 1000000", 30
+    )
     # Largest accepted request body, in bytes (imports); larger bodies get 413.
     MAX_BODY_BYTES = _whole(
         1024, 2**40, "a whole number of bytes, at least 1024", 64 * 1024 * 1024
@@ -200,6 +205,7 @@ class Settings:
     WEB_CONCURRENCY: int | None = None
     GUNICORN_TIMEOUT: int = 60
     GUNICORN_GRACEFUL_TIMEOUT: int = 30
+    AUTH_FAILURES_PER_MINUTE: int = 30
 
     @classmethod
     def load(cls, overrides: Mapping[str, object] | None = None) -> Settings:

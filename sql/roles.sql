@@ -51,6 +51,11 @@ GRANT SELECT, INSERT, UPDATE ON articles TO 'wme_service'@'%';
 GRANT INSERT ON audit_logs TO 'wme_service'@'%';
 GRANT SELECT ON masked_audit_logs TO 'wme_service'@'%';
 
+-- Failed authentications per client address and minute (service/auth_throttle.py): count, read
+-- the minute's salt, purge past minutes.
+GRANT SELECT, INSERT, UPDATE, DELETE ON auth_failures TO 'wme_service'@'%';
+GRANT SELECT, INSERT, DELETE ON auth_failure_salts TO 'wme_service'@'%';
+
 -- /ready compares the applied schema version with the code's.
 GRANT SELECT ON schema_migrations TO 'wme_service'@'%';
 

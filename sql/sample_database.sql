@@ -203,6 +203,27 @@ ALTER TABLE audit_logs ADD UNIQUE INDEX uq_audit_logs_audit_uid (audit_uid);
 
 INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'audit_write_once', 'ab114e9844d0efe0b211fee1647c45459ad457ce7dd24f3f247f1f69dda4e00e', UTC_TIMESTAMP());
 
+-- ---- migration 0006_auth_failures.sql ----
+-- 0006: failed authentications counted per client address and minute, shared by every worker
+-- and instance (service/auth_throttle.py). No address is stored: a row holds an HMAC of the
+-- address keyed with a random salt of its minute, and the salt and the rows are deleted once
+-- their minute has passed, after which no row can be linked to an address again.
+-- Resumable: both statements leave an existing table as it is.
+
+CREATE TABLE IF NOT EXISTS auth_failure_salts (
+  window_start DATETIME NOT NULL PRIMARY KEY,
+  salt BINARY(16) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS auth_failures (
+  client_hash BINARY(32) NOT NULL,
+  window_start DATETIME NOT NULL,
+  failures INT NOT NULL,
+  PRIMARY KEY (client_hash, window_start)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (6, 'auth_failures', '9beabf7a5845bb890d7e826daf6e9b656c85bdc3868289454c9069aa1f6a3693', UTC_TIMESTAMP());
+
 -- ---- sample data sample_data.sql ----
 -- Sample users, keys and audit rows (the legacy sample, in the new shape). Loaded only when asked:
 -- `flask --app service load-sample-data` (articles come from sample_articles.sql). Idempotent:

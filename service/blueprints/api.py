@@ -77,7 +77,7 @@ def authenticate_authorise_validate_meter() -> None:
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")
     now = quota.utc_now()
     db = current_app.extensions["db"]
-    key = auth.authenticate(db, quota.utc_day(now))
+    key = auth.authenticate(db, now)
     g.api_key = key
     auth.require_scope(key, route.scope)
     if route.query is not None:

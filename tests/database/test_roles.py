@@ -188,6 +188,10 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     client = app.test_client()
 
     assert client.get("/ready").status_code == 200
+    # A wrong key is counted against its address (auth_failures) with the service's grants.
+    wrong = client.get("/api/export", headers={"X-API-Key": "key_WRONG1"})
+    assert wrong.status_code == 401, wrong.get_data(as_text=True)
+    assert sql.value("SELECT SUM(failures) FROM auth_failures") == 1
     exported = [client.get("/api/export?limit=3", headers=DEF) for _ in range(2)]
     assert [r.status_code for r in exported] == [200, 200]
     assert len(exported[0].get_json()["data"]) == 3
