@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from service.errors import ApiError, ErrorCode
 from service.keys import MAX_PRESENTED_LENGTH, hash_key
@@ -64,6 +64,8 @@ def authenticate(db, now: datetime) -> dict:
         if exc.code is ErrorCode.INVALID_KEY:
             limiter.failed(db, address, now)
         raise
+    # Known before it is judged: an expired or disabled key's refusal is audited under its prefix.
+    g.api_key = key
     check_usable(key, now.astimezone(UTC).date())
     return key
 

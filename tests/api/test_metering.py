@@ -215,3 +215,18 @@ def test_the_consume_update_itself_refuses_a_zero_limit(app, seeded):
 def test_the_rule_is_stated_once_in_code():
     assert metering.RULE.startswith("A request costs one unit of the daily quota only when")
     assert json.dumps(metering.RULE)  # plain text, quoted verbatim by the documents
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [("expires_at = '2026-01-01'", 401, "key_expired"), ("is_valid = 0", 403, "key_disabled")],
+)
+def test_a_refused_known_key_is_audited_under_its_prefix(app, seeded, change, status, code):
+    seeded.run(f"UPDATE api_keys SET {change} WHERE id = 1")
+    with freeze_time(TODAY):
+        response = app.test_client().get("/api/export?limit=1", headers=ABC)
+    assert response.status_code == status
+    app.extensions["audit"].flush()
+    row = seeded.one("SELECT key_id, key_prefix, response_code, error_code FROM audit_logs "
+                     "WHERE request_id = %s", (response.headers["X-Request-ID"],))
+    assert row == {"key_id": 1, "key_prefix": "key_AB", "response_code": status, "error_code": code}

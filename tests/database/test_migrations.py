@@ -29,7 +29,8 @@ from testkit import (
 MIGRATION_FILES = sorted((ROOT / "sql" / "migrations").glob("*.sql"))
 SAMPLE_SQL = ROOT / "sql" / "sample_database.sql"
 TABLES = {
-    "users", "api_keys", "audit_logs", "articles", "schema_migrations", "schema_migrations_lock"
+    "users", "api_keys", "audit_logs", "articles", "schema_migrations", "schema_migrations_lock",
+    "auth_failures", "auth_failure_salts",
 }
 
 
