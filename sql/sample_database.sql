@@ -186,6 +186,11 @@ FROM audit_logs;
 INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (4, 'masked_audit_logs', 'd1bbbfa2a156e0f9ad9712e61a926882f28571573a519e1ee9c61681a8a9ae31', UTC_TIMESTAMP());
 
 -- ---- migration 0005_audit_write_once.sql ----
+DROP PROCEDURE IF EXISTS wme_sample_migration_0005;
+DELIMITER //
+CREATE PROCEDURE wme_sample_migration_0005()
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = 5) THEN
 -- 0005: one audit row per request, however often its write is retried.
 -- The audit writer sends a batch again when it did not get the database's answer (a read
 -- timeout, a dropped connection), but the database may have committed it already. Each row now
@@ -200,8 +205,12 @@ ALTER TABLE audit_logs ADD COLUMN audit_uid CHAR(32) NULL;
 
 -- when: index audit_logs.uq_audit_logs_audit_uid is missing
 ALTER TABLE audit_logs ADD UNIQUE INDEX uq_audit_logs_audit_uid (audit_uid);
-
-INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'audit_write_once', 'ab114e9844d0efe0b211fee1647c45459ad457ce7dd24f3f247f1f69dda4e00e', UTC_TIMESTAMP());
+INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'audit_write_once', 'ab114e9844d0efe0b211fee1647c45459ad457ce7dd24f3f247f1f69dda4e00e', UTC_TIMESTAMP());
+  END IF;
+END//
+DELIMITER ;
+CALL wme_sample_migration_0005();
+DROP PROCEDURE wme_sample_migration_0005;
 
 -- ---- migration 0006_auth_failures.sql ----
 -- 0006: failed authentications counted per client address and minute, shared by every worker
@@ -222,7 +231,7 @@ CREATE TABLE IF NOT EXISTS auth_failures (
   PRIMARY KEY (client_hash, window_start)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (6, 'auth_failures', '9beabf7a5845bb890d7e826daf6e9b656c85bdc3868289454c9069aa1f6a3693', UTC_TIMESTAMP());
+INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (6, 'auth_failures', '9beabf7a5845bb890d7e826daf6e9b656c85bdc3868289454c9069aa1f6a3693', UTC_TIMESTAMP());
 
 -- ---- sample data sample_data.sql ----
 -- Sample users, keys and audit rows (the legacy sample, in the new shape). Loaded only when asked:
