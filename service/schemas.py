@@ -30,6 +30,9 @@ _CURSOR_PREFIX = b"id:"
 LANGUAGE_MAX_CHARS = 20  # articles.language VARCHAR(20)
 SUMMARY_MAX_BYTES = 65_535  # articles.summary TEXT: bytes, not characters (utf8mb4: up to 4 each)
 _ASCII_DIGITS = re.compile(r"^[0-9]{1,18}$")
+# An integer parameter: ASCII digits, with a minus sign at most (so that -5 is refused by its
+# bounds, with the message that states them).
+_ASCII_INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 # RFC 3339 section 5.6 exactly: full-date "T" full-time, seconds required, fraction optional,
 # "Z" or a numeric offset with a colon. No week dates, no ordinal dates, no basic format.
 _RFC3339 = re.compile(
@@ -75,11 +78,11 @@ class Cursor(fields.Field):
 
 
 class AsciiInteger(fields.Integer):
-    """A whole number written in ASCII digits only: int() would also take "٣", "+5", " 5" or
-    "5_0"."""
+    """A whole number written in ASCII digits only (and a minus sign): int() would also take "٣",
+    "+5", " 5" or "5_0"."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _ASCII_DIGITS.match(value):
+        if not isinstance(value, str) or not _ASCII_INTEGER.match(value):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 
