@@ -18,6 +18,7 @@ from service.cli import register_commands
 from service.config import Settings
 from service.db import Database
 from service.errors import register_error_handlers
+from service.key_cache import KeyCache
 from service.logging_setup import configure_logging
 
 
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 
 def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["db"] = Database(settings)
+    app.extensions["key_cache"] = KeyCache(settings.KEY_CACHE_SECONDS)
     audit.init_app(app)
 
 

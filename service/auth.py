@@ -35,6 +35,12 @@ def presented_key() -> str | None:
 
 def identify(cur) -> dict:
     """The row of the presented key (one indexed SELECT), or a 401."""
+    return lookup(cur, presented_hash())
+
+
+def presented_hash() -> str | None:
+    """The hash of the presented key; None for a value that cannot be a key (no query needed to
+    refuse it). A 401 when no key is presented."""
     key = presented_key()
     if key is None:
         raise ApiError(
@@ -42,10 +48,15 @@ def identify(cur) -> dict:
             ErrorCode.MISSING_KEY,
             "Send your API key in the X-API-Key header or as 'Authorization: Bearer <key>'.",
         )
-    row = None
     # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.
     if len(key) <= MAX_PRESENTED_LENGTH and key.isascii() and key.isprintable():
-        row = api_keys.find_by_hash(cur, hash_key(key))
+        return hash_key(key)
+    return None
+
+
+def lookup(cur, key_hash: str | None) -> dict:
+    """The row of the key with this hash (one indexed SELECT), or a 401."""
+    row = None if key_hash is None else api_keys.find_by_hash(cur, key_hash)
     if row is None:
         raise ApiError(401, ErrorCode.INVALID_KEY, "The API key is not valid.")
     return row

@@ -136,6 +136,15 @@ class SettingsSchema(Schema):
         validate=validate.Range(min=0, max=1, min_inclusive=False),
         metadata=_accepts("a number of seconds above 0 and at most 1", 0.5),
     )
+    # ---- key cache (service/key_cache.py)
+    # Seconds a worker keeps a key's row to refuse a spent key and answer /api/usage without a
+    # statement; 0 turns the cache off. Admissions never rest on it.
+    KEY_CACHE_SECONDS = mf.Float(
+        load_default=2.0,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=60),
+        metadata=_accepts("a number of seconds from 0 (off) to 60", 2.0),
+    )
     LOG_LEVEL = mf.String(
         load_default="INFO",
         validate=validate.OneOf(LOG_LEVELS),
@@ -194,6 +203,7 @@ class Settings:
     AUDIT_RETENTION_DAYS: int = 90
     AUDIT_BUFFER_SIZE: int = 10_000
     AUDIT_FLUSH_INTERVAL: float = 0.5
+    KEY_CACHE_SECONDS: float = 2.0
     LOG_LEVEL: str = "INFO"
     PORT: int = 8080
     BIND_HOST: str = "0.0.0.0"  # noqa: S104

@@ -14,11 +14,13 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 from marshmallow import Schema
 
 from service import auth, quota
+from service.db import Database, DatabaseUnavailable
 from service.errors import ApiError, ErrorCode
 from service.imports import import_articles
 from service.masking import mask_key
@@ -69,7 +71,13 @@ def authenticate_and_meter() -> None:
     now = quota.utc_now()
     today = quota.utc_day(now)
     db = current_app.extensions["db"]
-    key = db.read(auth.identify)
+    cache = current_app.extensions["key_cache"]
+    key_hash = auth.presented_hash()
+    key = cache.get(key_hash) if key_hash is not None else None
+    cached = key is not None
+    if not cached:
+        key = db.read(lambda cur: auth.lookup(cur, key_hash))
+        cache.put(key_hash, key)
     g.api_key = key
     auth.check_usable(key, today)
     auth.require_scope(key, route.scope)
@@ -78,14 +86,26 @@ def authenticate_and_meter() -> None:
     if not route.metered:
         return
     admitted = False
-    # A key the read above already shows spent for today is refused without the UPDATE: counts
-    # only grow within a day, so the UPDATE would refuse it too (the decision is the read's, an
-    # instant earlier). It spares a refused request a write and a lock on the key's row.
+    # A key the row already shows spent for today is refused without the UPDATE: counts only
+    # grow within a day, so the UPDATE would refuse it too (the decision is the row's, read an
+    # instant earlier, or up to KEY_CACHE_SECONDS earlier from the cache: service/key_cache.py).
+    # It spares a refused request a write and a lock on the key's row.
     if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
-        admitted, used = db.retrying(
-            lambda cur: api_keys.consume_quota(cur, key["id"], today), atomic=False
-        )
+        admitted, used = _consume(db, key, today, route.scope, cached=cached)
+        if not admitted and cached:
+            # The UPDATE refused what the cached row allowed: the row is stale (spent by other
+            # workers, revoked, ...), or the kept connection was found dead. The stored row,
+            # read as any uncached one (on a new connection if need be), decides and says why.
+            cache.drop(key_hash)
+            key = db.read(lambda cur: auth.lookup(cur, key_hash))
+            cache.put(key_hash, key)
+            g.api_key = key
+            auth.check_usable(key, today)
+            auth.require_scope(key, route.scope)
+            if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
+                admitted, used = _consume(db, key, today, route.scope)
     if admitted:
+        cache.admitted(key_hash, used, today)
         g.quota = quota.QuotaState(limit=key["rate_limit"], used=used, now=now)
         return
     # Refused: the count is at (or, after a lowered limit, above) the limit for today.
@@ -99,6 +119,22 @@ def authenticate_and_meter() -> None:
         headers={"Retry-After": str(state.retry_after())},
         extra={"reset_at": quota.rfc3339(state.reset_at), "limit": state.limit},
     )
+
+
+def _consume(
+    db: Database, key: dict, today: date, scope: str | None, *, cached: bool = False
+) -> tuple[bool, int | None]:
+    """The quota UPDATE. With a cached row it is the request's first statement, so it also meets
+    a kept connection that died (a restart, a lost Galera node): that counts as a refusal here,
+    and the caller reads the row again, which reconnects, as an uncached request's read does."""
+    try:
+        return db.retrying(
+            lambda cur: api_keys.consume_quota(cur, key["id"], today, scope), atomic=False
+        )
+    except DatabaseUnavailable:
+        if not cached:
+            raise
+        return False, None
 
 
 @bp.after_request
