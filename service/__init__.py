@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import audit
-from service.blueprints import api, health
+from service import audit, metrics
+from service.blueprints import api, health, meta
 from service.cli import register_commands
-from service.config import Settings
+from service.config import Settings, parse_networks
 from service.db import Database
 from service.errors import register_error_handlers
 from service.key_cache import KeyCache
@@ -41,11 +41,14 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["db"] = Database(settings)
     app.extensions["key_cache"] = KeyCache(settings.KEY_CACHE_SECONDS)
     audit.init_app(app)
+    metrics.init_app(app)
+    app.extensions["metrics_allow"] = parse_networks(settings.METRICS_ALLOW)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(meta.bp)
 
 
 def configure_proxy(app: Flask, settings: Settings) -> None:

@@ -12,6 +12,7 @@ migrates; the `flask` command line prints the same lines (a `ConfigError` is a c
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -172,6 +173,16 @@ class SettingsSchema(Schema):
         1, 3600, "a whole number of seconds from 1 to 3600", 30
     )
 
+    # ---- metrics
+    # Who may read /metrics (service/blueprints/meta.py); anyone else gets a 404.
+    METRICS_ALLOW = mf.String(
+        load_default="127.0.0.0/8,::1",
+        validate=lambda value: _valid_networks(value),
+        metadata=_accepts(
+            "comma-separated IP addresses or CIDR networks (empty: nobody)", "127.0.0.0/8,::1"
+        ),
+    )
+
     @pre_load
     def _normalise(self, data: dict, **kwargs) -> dict:
         data = dict(data)
@@ -210,6 +221,7 @@ class Settings:
     WEB_CONCURRENCY: int | None = None
     GUNICORN_TIMEOUT: int = 60
     GUNICORN_GRACEFUL_TIMEOUT: int = 30
+    METRICS_ALLOW: str = "127.0.0.0/8,::1"
 
     @classmethod
     def load(cls, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -249,6 +261,24 @@ def parse_db_hosts(value: str) -> tuple[tuple[str, int], ...]:
 def _valid_db_hosts(value: str) -> bool:
     try:
         parse_db_hosts(value)
+    except ValueError:
+        raise ValidationError("invalid") from None
+    return True
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """METRICS_ALLOW: comma-separated addresses or CIDR networks into networks; empty gives ().
+    Raises ValueError when an item is neither."""
+    return tuple(
+        ipaddress.ip_network(item.strip(), strict=False)
+        for item in value.split(",")
+        if item.strip()
+    )
+
+
+def _valid_networks(value: str) -> bool:
+    try:
+        parse_networks(value)
     except ValueError:
         raise ValidationError("invalid") from None
     return True
