@@ -21,6 +21,7 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl && rm -rf /wheels
 COPY --chown=root:root service/ service/
 COPY --chown=root:root sql/ sql/
+COPY --chown=root:root docs/openapi.yaml docs/openapi.yaml
 COPY --chown=root:root scripts/serve scripts/serve
 USER app
 EXPOSE 8080

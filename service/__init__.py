@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import audit
+from service import audit, metrics
 from service.auth_throttle import FailedAuthLimiter
-from service.blueprints import api, health
+from service.blueprints import api, health, meta
 from service.cli import register_commands
-from service.config import Settings
+from service.config import Settings, parse_networks
 from service.db import Database
 from service.errors import register_error_handlers
+from service.key_cache import KeyCache
 from service.logging_setup import configure_logging
 
 
@@ -40,12 +41,16 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 def register_extensions(app: Flask, settings: Settings) -> None:
     app.extensions["db"] = Database(settings)
     app.extensions["auth_limiter"] = FailedAuthLimiter(settings.AUTH_FAILURES_PER_MINUTE)
+    app.extensions["key_cache"] = KeyCache(settings.KEY_CACHE_SECONDS)
     audit.init_app(app)
+    metrics.init_app(app)
+    app.extensions["metrics_allow"] = parse_networks(settings.METRICS_ALLOW)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(meta.bp)
 
 
 def configure_proxy(app: Flask, settings: Settings) -> None:

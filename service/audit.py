@@ -31,6 +31,7 @@ import pymysql
 from flask import Flask, Response, g, request
 
 from service import db as dbmod
+from service import metrics
 from service.clock import rfc3339, utc_now
 from service.config import Settings
 from service.repositories import audit_logs
@@ -77,6 +78,7 @@ class AuditWriter:
 
     def record(self, row: dict) -> None:
         self._ensure_thread()
+        metrics.audit_rows("buffered")
         # Rows waiting for a retry count against the bound too.
         if self.waiting < self.settings.AUDIT_BUFFER_SIZE:
             try:
@@ -112,13 +114,17 @@ class AuditWriter:
                 except pymysql.err.MySQLError as exc:
                     # Kept for a retry, whatever the error: a refusal may be mended by an
                     # operator (a password, a migration) while the rows wait.
+                    lost_db = isinstance(exc, dbmod.CONNECTION_ERRORS) and dbmod.is_unavailable(exc)
+                    metrics.database_error("unavailable" if lost_db else "other")
                     self._drop_connection()
                     self._trim()
+                    metrics.audit_rows("retried", len(self._pending))
                     self.last_error = exc
                     self._retry_at = time.monotonic() + self._backoff()
                     self.outages.failed(self._cause(exc), waiting_rows=len(self._pending))
                     return False
                 del self._pending[: len(chunk)]
+                metrics.audit_rows("written", len(chunk))
             self.last_error = None
             self._failures = 0
             self.outages.recovered()
@@ -141,6 +147,7 @@ class AuditWriter:
             if self._pending:
                 lost = len(self._pending)
                 self.lost += lost
+                metrics.audit_rows("lost", lost)
                 cause = self._cause(self.last_error) if self.last_error else "the database failed"
                 log.error(
                     "%d audit row(s) lost at exit: %s",
@@ -221,6 +228,7 @@ class AuditWriter:
         if excess > 0:
             del self._pending[:excess]
             self.lost += excess
+            metrics.audit_rows("lost", excess)
             self._log_limited(
                 "audit_lost",
                 logging.ERROR,

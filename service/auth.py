@@ -35,6 +35,12 @@ def presented_key() -> str | None:
 
 def identify(cur) -> dict:
     """The row of the presented key (one indexed SELECT), or a 401."""
+    return lookup(cur, presented_hash())
+
+
+def presented_hash() -> str | None:
+    """The hash of the presented key; None for a value that cannot be a key (no query needed to
+    refuse it). A 401 when no key is presented."""
     key = presented_key()
     if key is None:
         raise ApiError(
@@ -42,28 +48,39 @@ def identify(cur) -> dict:
             ErrorCode.MISSING_KEY,
             "Send your API key in the X-API-Key header or as 'Authorization: Bearer <key>'.",
         )
-    row = None
     # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.
     if len(key) <= MAX_PRESENTED_LENGTH and key.isascii() and key.isprintable():
-        row = api_keys.find_by_hash(cur, hash_key(key))
+        return hash_key(key)
+    return None
+
+
+def lookup(cur, key_hash: str | None) -> dict:
+    """The row of the key with this hash (one indexed SELECT), or a 401."""
+    row = None if key_hash is None else api_keys.find_by_hash(cur, key_hash)
     if row is None:
         raise ApiError(401, ErrorCode.INVALID_KEY, "The API key is not valid.")
     return row
 
 
 def authenticate(db, now: datetime) -> dict:
-    """The usable key row of the presented key (one read), or the 401/403 that says why not; an
-    address over the limit of failed authentications gets a 429 (service/auth_throttle.py)."""
-    limiter = current_app.extensions["auth_limiter"]
+    """The usable key row of the presented key, or the 401/403 that says why not; an address over
+    the limit of failed authentications gets a 429 (service/auth_throttle.py). The row comes from
+    the worker's key cache when it holds it (service/key_cache.py), else from one read."""
+    key_hash = presented_hash()  # 401 missing_key before anything else: no key is no guess
     address = request.remote_addr or ""
-    if presented_key() is not None:
-        limiter.check(address, now)
-    try:
-        key = db.read(identify)
-    except ApiError as exc:
-        if exc.code is ErrorCode.INVALID_KEY:
-            limiter.failed(db, address, now)
-        raise
+    limiter = current_app.extensions["auth_limiter"]
+    limiter.check(address, now)
+    cache = current_app.extensions["key_cache"]
+    key = cache.get(key_hash) if key_hash is not None else None
+    g.key_hash, g.key_cached = key_hash, key is not None
+    if key is None:
+        try:
+            key = db.read(lambda cur: lookup(cur, key_hash))
+        except ApiError as exc:
+            if exc.code is ErrorCode.INVALID_KEY:
+                limiter.failed(db, address, now)
+            raise
+        cache.put(key_hash, key)
     # Known before it is judged: an expired or disabled key's refusal is audited under its prefix.
     g.api_key = key
     check_usable(key, now.astimezone(UTC).date())

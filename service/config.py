@@ -12,6 +12,7 @@ migrates; the `flask` command line prints the same lines (a `ConfigError` is a c
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -141,6 +142,15 @@ class SettingsSchema(Schema):
         validate=validate.Range(min=0, max=1, min_inclusive=False),
         metadata=_accepts("a number of seconds above 0 and at most 1", 0.5),
     )
+    # ---- key cache (service/key_cache.py)
+    # Seconds a worker keeps a key's row to refuse a spent key and answer /api/usage without a
+    # statement; 0 turns the cache off. Admissions never rest on it.
+    KEY_CACHE_SECONDS = mf.Float(
+        load_default=2.0,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=60),
+        metadata=_accepts("a number of seconds from 0 (off) to 60", 2.0),
+    )
     LOG_LEVEL = mf.String(
         load_default="INFO",
         validate=validate.OneOf(LOG_LEVELS),
@@ -166,6 +176,16 @@ class SettingsSchema(Schema):
     )
     GUNICORN_GRACEFUL_TIMEOUT = _whole(
         1, 3600, "a whole number of seconds from 1 to 3600", 30
+    )
+
+    # ---- metrics
+    # Who may read /metrics (service/blueprints/meta.py); anyone else gets a 404.
+    METRICS_ALLOW = mf.String(
+        load_default="127.0.0.0/8,::1",
+        validate=lambda value: _valid_networks(value),
+        metadata=_accepts(
+            "comma-separated IP addresses or CIDR networks (empty: nobody)", "127.0.0.0/8,::1"
+        ),
     )
 
     @pre_load
@@ -199,6 +219,7 @@ class Settings:
     AUDIT_RETENTION_DAYS: int = 90
     AUDIT_BUFFER_SIZE: int = 10_000
     AUDIT_FLUSH_INTERVAL: float = 0.5
+    KEY_CACHE_SECONDS: float = 2.0
     LOG_LEVEL: str = "INFO"
     PORT: int = 8080
     BIND_HOST: str = "0.0.0.0"  # noqa: S104
@@ -206,6 +227,7 @@ class Settings:
     GUNICORN_TIMEOUT: int = 60
     GUNICORN_GRACEFUL_TIMEOUT: int = 30
     AUTH_FAILURES_PER_MINUTE: int = 30
+    METRICS_ALLOW: str = "127.0.0.0/8,::1"
 
     @classmethod
     def load(cls, overrides: Mapping[str, object] | None = None) -> Settings:
@@ -245,6 +267,24 @@ def parse_db_hosts(value: str) -> tuple[tuple[str, int], ...]:
 def _valid_db_hosts(value: str) -> bool:
     try:
         parse_db_hosts(value)
+    except ValueError:
+        raise ValidationError("invalid") from None
+    return True
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """METRICS_ALLOW: comma-separated addresses or CIDR networks into networks; empty gives ().
+    Raises ValueError when an item is neither."""
+    return tuple(
+        ipaddress.ip_network(item.strip(), strict=False)
+        for item in value.split(",")
+        if item.strip()
+    )
+
+
+def _valid_networks(value: str) -> bool:
+    try:
+        parse_networks(value)
     except ValueError:
         raise ValidationError("invalid") from None
     return True

@@ -24,7 +24,7 @@ from typing import TypeVar
 import pymysql
 import pymysql.cursors
 
-from service import migrations
+from service import metrics, migrations
 from service.config import Settings
 
 T = TypeVar("T")
@@ -78,6 +78,10 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection; answer 503. The message is
     the cause in words (`explain`)."""
 
+    def __init__(self, *args):
+        super().__init__(*args)
+        metrics.database_error("unavailable")
+
 
 class SchemaNotReady(Exception):
     """The database is missing, or its schema is older than the code: answer 503 until
@@ -98,6 +102,10 @@ def error_code(exc: BaseException) -> int | None:
 class DatabaseBusy(Exception):
     """A deadlock or lock wait timeout that outlasted the bounded retries: answer 503
     `service_busy` (the database is up; the client may retry shortly)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        metrics.database_error("conflict")
 
 
 def describe(exc: BaseException) -> str:

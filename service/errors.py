@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
+import pymysql
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from service import metrics
 from service.db import DatabaseBusy, DatabaseUnavailable, SchemaNotReady
 from service.masking import redact_keys
 
@@ -153,6 +155,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_unexpected(exc: Exception):
         # The traceback goes to the log (no locals, so no secrets); the client gets no internals.
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        if isinstance(exc, pymysql.err.Error):
+            metrics.database_error("other")
         return error_response(500, ErrorCode.INTERNAL_ERROR, "Internal error.")
 
 

@@ -9,8 +9,26 @@ the master, before any worker starts: a bad one stops the boot once, with one li
 """
 
 import multiprocessing
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
-from service.config import load_or_exit
+# Prometheus multi-process mode: every worker counts into files in one directory per instance,
+# which /metrics sums. It must be set before anything imports prometheus_client (importing
+# `service` does), so it comes first. A directory the operator gives is emptied of a previous
+# run's files; otherwise a fresh one is made and removed when the master exits.
+_metrics_dir_given = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+if _metrics_dir_given:
+    _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for _stale in _metrics_dir.glob("*.db"):
+        _stale.unlink()
+else:
+    _metrics_dir = Path(tempfile.mkdtemp(prefix="wme-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+from service.config import load_or_exit  # noqa: E402 - after PROMETHEUS_MULTIPROC_DIR
 
 service_settings = load_or_exit()
 
@@ -67,3 +85,15 @@ def worker_exit(server, worker):
     from service.audit import close_all_writers
 
     close_all_writers()
+
+
+def child_exit(server, worker):
+    # A dead worker's live gauges stop counting; its counters stay in the sums.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if not _metrics_dir_given:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -18,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from flask import g
+from flask import current_app, g
 
-from service import quota
+from service import auth, quota
 from service.db import CONNECTION_ERRORS, Database, DatabaseBusy, DatabaseUnavailable
 from service.errors import ApiError, ErrorCode
 from service.repositories import api_keys
@@ -41,6 +41,7 @@ class Charge:
 
     key_id: int
     day: date
+    key_hash: str | None = None
     refunded: bool = False
 
 
@@ -55,20 +56,35 @@ def usage(key: dict, now: datetime) -> quota.QuotaState:
     return quota.QuotaState(limit=shown_limit(key), used=used, now=now)
 
 
-def charge(db: Database, key: dict, now: datetime) -> quota.QuotaState:
-    """Take one unit of today's quota for `key`, or raise the 429. Sets `g.quota`."""
+def charge(db: Database, key: dict, now: datetime, scope: str | None = None) -> quota.QuotaState:
+    """Take one unit of today's quota for `key` on a route needing `scope`, or raise the 429.
+    Sets `g.quota` (and `g.charge` when a unit was taken)."""
     today = quota.utc_day(now)
-    limit = shown_limit(key)
+    cache = current_app.extensions["key_cache"]
+    key_hash, cached = g.get("key_hash"), g.get("key_cached", False)
     admitted, used = False, None
-    # A key the authentication read already shows spent for today is refused without the UPDATE:
-    # counts only grow within a day, so the UPDATE would refuse it too. Every admission is the
-    # UPDATE's.
+    # A key the row already shows spent for today is refused without the UPDATE: counts only
+    # grow within a day, so the UPDATE would refuse it too (the decision is the row's, read an
+    # instant earlier, or up to KEY_CACHE_SECONDS earlier from the cache: service/key_cache.py).
+    # Every admission is the UPDATE's.
     if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
-        admitted, used = db.retrying(
-            lambda cur: api_keys.consume_quota(cur, key["id"], today), atomic=False
-        )
+        admitted, used = _consume(db, key, today, scope, cached=cached)
+        if not admitted and cached:
+            # The UPDATE refused what the cached row allowed: the row is stale (spent by other
+            # workers, revoked, ...), or the kept connection was found dead. The stored row,
+            # read as any uncached one (on a new connection if need be), decides and says why.
+            cache.drop(key_hash)
+            key = db.read(lambda cur: auth.lookup(cur, key_hash))
+            cache.put(key_hash, key)
+            g.api_key = key
+            auth.check_usable(key, today)
+            auth.require_scope(key, scope)
+            if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
+                admitted, used = _consume(db, key, today, scope)
+    limit = shown_limit(key)
     if admitted:
-        g.charge = Charge(key["id"], today)
+        cache.admitted(key_hash, used, today)
+        g.charge = Charge(key["id"], today, key_hash)
         g.quota = quota.QuotaState(limit=limit, used=used, now=now)
         return g.quota
     # Refused: the count is at (or, after a lowered limit, above) the limit for today.
@@ -82,6 +98,22 @@ def charge(db: Database, key: dict, now: datetime) -> quota.QuotaState:
         headers={"Retry-After": str(state.retry_after())},
         extra={"reset_at": quota.rfc3339(state.reset_at), "limit": state.limit},
     )
+
+
+def _consume(
+    db: Database, key: dict, today: date, scope: str | None, *, cached: bool = False
+) -> tuple[bool, int | None]:
+    """The quota UPDATE. With a cached row it is the request's first statement, so it also meets
+    a kept connection that died (a restart, a lost Galera node): that counts as a refusal here,
+    and the caller reads the row again, which reconnects, as an uncached request's read does."""
+    try:
+        return db.retrying(
+            lambda cur: api_keys.consume_quota(cur, key["id"], today, scope), atomic=False
+        )
+    except DatabaseUnavailable:
+        if not cached:
+            raise
+        return False, None
 
 
 def refund(db: Database) -> bool:
@@ -102,6 +134,9 @@ def refund(db: Database) -> bool:
             extra={"event": "quota_refund_failed", "key_id": taken.key_id},
         )
         return False
+    if given_back and taken.key_hash is not None:
+        # The cached row counted the unit: read the key afresh next time.
+        current_app.extensions["key_cache"].drop(taken.key_hash)
     state = g.get("quota")
     if given_back and state is not None:
         g.quota = quota.QuotaState(limit=state.limit, used=max(0, state.used - 1), now=state.now)

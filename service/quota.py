@@ -6,9 +6,10 @@
   when the stored day is before today, increments it otherwise, and admits the request only if the
   stored day is before today or the count is under the limit. The affected-row count is the
   decision; no SELECT-then-write, so concurrent requests can never pass the limit.
-* A key that the authentication read already shows spent for today is refused without the UPDATE
-  (`spent()`): a count only grows within its day, so the UPDATE would refuse it as well. Only
-  refusals are decided that way; every admission is the UPDATE's.
+* A key that the authentication read (or the worker's cached row, service/key_cache.py) already
+  shows spent for today is refused without the UPDATE (`spent()`): a count only grows within its
+  day, so the UPDATE would refuse it as well. Only refusals are decided that way; every admission
+  is the UPDATE's, which also re-checks that the key is still usable.
 * The stored day never moves backwards: an instance whose clock lags behind another one's near
   midnight counts against the newer day instead of rewinding it.
 * Nothing runs at midnight: a key spent yesterday is simply free on its next request today.

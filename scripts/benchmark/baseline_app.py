@@ -89,7 +89,9 @@ def b3() -> Response:
         cur.execute(FIND_BY_HASH, {"key_hash": B3_HASH})
         key = cur.fetchone()
         today = datetime.now(UTC).date()
-        admitted = cur.execute(CONSUME_QUOTA, {"key_id": key["id"], "today": today}) == 1
+        admitted = cur.execute(
+            CONSUME_QUOTA, {"key_id": key["id"], "today": today, "scope": "export"}
+        ) == 1
         cur.execute(PAGE, {"before_id": None, "since": None, "limit": 2})
         rows = cur.fetchall()
     article = rows[0]

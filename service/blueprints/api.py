@@ -26,7 +26,6 @@ from service.repositories import articles, audit_logs
 from service.schemas import (
     AuditQuery,
     ExportQuery,
-    article_ndjson_line,
     audit_rows_out,
     dump_article,
     encode_cursor,
@@ -85,7 +84,7 @@ def authenticate_authorise_validate_meter() -> None:
     if route.body is not None:
         g.body = route.body(request)
     if route.metered:
-        metering.charge(db, key, now)
+        metering.charge(db, key, now, route.scope)
 
 
 @bp.after_request
@@ -122,19 +121,22 @@ def _export_ndjson(params: dict) -> Response:
     def generate() -> Iterator[bytes]:
         nonlocal remaining
         before_id = params["cursor"]
+        with db.cursor() as cur:
+            articles.set_ndjson_session(cur)
         while remaining is None or remaining > 0:
             size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
+            # The lines come formed by the database (articles.NDJSON_PAGE), one value per page.
             with db.cursor() as cur:
-                rows = articles.page(
-                    cur, before_id=before_id, since=params["since"], limit=size, dates_as_text=True
+                count, last_id, lines = articles.ndjson_page(
+                    cur, before_id=before_id, since=params["since"], limit=size
                 )
-            if not rows:
+            if not count:
                 return
-            yield "".join(map(article_ndjson_line, rows)).encode()
-            before_id = rows[-1]["id"]
+            yield lines
+            before_id = last_id
             if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < size:
+                remaining -= count
+            if count < size:
                 return
 
     outcome = StreamOutcome()

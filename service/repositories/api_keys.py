@@ -26,14 +26,22 @@ FIND_BY_HASH = (
 # assignments left to right, so `calls_made` is computed from the OLD `last_reset`, and only then
 # is `last_reset` moved forward (never backwards, thanks to GREATEST). LAST_INSERT_ID(expr) hands
 # the new count back in the same round trip (the OK packet's insert id), so the headers need no
-# second query. Affected rows: 1 = admitted, 0 = refused (or no such key). A limit of 0 or less
-# admits nothing, on a new day too: `rate_limit > 0` is required whatever the stored day.
+# second query. Affected rows: 1 = admitted, 0 = refused (or no such key). The UPDATE itself
+# re-checks everything that can revoke a key (valid, not revoked, not expired, owner active, the
+# route's scope), the same rules as auth.check_usable/require_scope, so an admission never rests
+# on a row read earlier (service/key_cache.py).
+# A limit of 0 or less admits nothing, on a new day too: `rate_limit > 0` is required whatever
+# the stored day.
 CONSUME_QUOTA = """
 UPDATE api_keys
    SET calls_made = LAST_INSERT_ID(
          IF(last_reset IS NULL OR last_reset < %(today)s, 1, calls_made + 1)),
        last_reset = GREATEST(COALESCE(last_reset, %(today)s), %(today)s)
  WHERE id = %(key_id)s
+   AND is_valid <> 0 AND revoked_at IS NULL
+   AND (expires_at IS NULL OR expires_at >= %(today)s)
+   AND (%(scope)s IS NULL OR FIND_IN_SET(%(scope)s, scopes) > 0 OR FIND_IN_SET('admin', scopes) > 0)
+   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.is_active = 0)
    AND rate_limit > 0
    AND (last_reset IS NULL OR last_reset < %(today)s OR calls_made < rate_limit)
 """
@@ -57,9 +65,13 @@ def find_by_hash(cur, key_hash: str) -> dict | None:
     return row
 
 
-def consume_quota(cur, key_id: int, today: date) -> tuple[bool, int | None]:
-    """Try to take one unit of today's quota. Returns (admitted, count after the update)."""
-    admitted = cur.execute(CONSUME_QUOTA, {"key_id": key_id, "today": today}) == 1
+def consume_quota(
+    cur, key_id: int, today: date, scope: str | None = None
+) -> tuple[bool, int | None]:
+    """Try to take one unit of today's quota for a route needing `scope`. Returns (admitted,
+    count after the update)."""
+    params = {"key_id": key_id, "today": today, "scope": scope}
+    admitted = cur.execute(CONSUME_QUOTA, params) == 1
     return admitted, (cur.lastrowid if admitted else None)
 
 

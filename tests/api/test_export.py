@@ -306,13 +306,13 @@ def test_ndjson_validates_its_parameters(reader, params, field):
 def test_ndjson_is_streamed_page_by_page_not_buffered(reader, shared_sql, monkeypatch):
     monkeypatch.setattr(api_blueprint, "STREAM_PAGE", 5)
     queries = []
-    real_page = articles_repo.page
+    real_page = articles_repo.ndjson_page
 
     def counting_page(cur, **kwargs):
         queries.append(kwargs)
         return real_page(cur, **kwargs)
 
-    monkeypatch.setattr(articles_repo, "page", counting_page)
+    monkeypatch.setattr(articles_repo, "ndjson_page", counting_page)
     response = reader.get("/api/export?format=ndjson", headers=DEF)
     assert response.status_code == 200
     assert response.is_streamed

@@ -11,11 +11,13 @@ from datetime import UTC, date, datetime
 import pytest
 from freezegun import freeze_time
 
+from service.config import Settings
 from testkit import free_port, host_tz, wait_until
 
 ABC = {"X-API-Key": "key_ABC123"}  # limit 5
 DEF = {"X-API-Key": "key_DEF456"}
 EXPORT = "/api/export?limit=1"
+KEY_CACHE_SECONDS = Settings.KEY_CACHE_SECONDS
 
 
 def state(sql, key_id=1) -> tuple[int, date | None]:
@@ -103,17 +105,22 @@ def test_legacy_stuck_counter_with_no_stored_day_is_freed(client, seeded):
     assert response.headers["X-RateLimit-Used"] == "1"
 
 
-def test_a_changed_limit_applies_to_the_next_request(client, seeded):
-    with freeze_time("2026-11-26T08:00:00Z"):
+def test_a_changed_limit_applies_within_the_key_cache_lifetime(client, seeded):
+    """A lowered limit refuses the next request (the UPDATE decides on the stored row); a raised
+    one is seen by the refusal of a spent key once the worker's cached row is older than
+    KEY_CACHE_SECONDS (tests/api/test_key_cache.py has the edges)."""
+    with freeze_time("2026-11-26T08:00:00Z") as frozen:
         for _ in range(5):
             client.get(EXPORT, headers=ABC)
         assert client.get(EXPORT, headers=ABC).status_code == 429
         seeded.run("UPDATE api_keys SET rate_limit = 7 WHERE id = 1")
-        raised = [client.get(EXPORT, headers=ABC) for _ in range(3)]
-        assert [r.status_code for r in raised] == [200, 200, 429]
-        assert raised[1].headers["X-RateLimit-Limit"] == "7"
+        frozen.tick(KEY_CACHE_SECONDS)
+        raised = client.get(EXPORT, headers=ABC)
+        assert raised.status_code == 200
+        assert raised.headers["X-RateLimit-Limit"] == "7"
+        assert raised.headers["X-RateLimit-Used"] == "6"
         seeded.run("UPDATE api_keys SET rate_limit = 3 WHERE id = 1")
-        lowered = client.get(EXPORT, headers=ABC)
+        lowered = client.get(EXPORT, headers=ABC)  # the cached row (6 of 7) would admit it
     assert lowered.status_code == 429
     assert lowered.headers["X-RateLimit-Limit"] == "3"
     assert lowered.headers["X-RateLimit-Remaining"] == "0"

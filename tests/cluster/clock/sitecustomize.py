@@ -1,8 +1,9 @@
 """A clock the cluster tests move, for real gunicorn instances (freezegun cannot reach them).
 
 Put on PYTHONPATH of a served instance together with WME_TEST_CLOCK_FILE, this shifts the
-service's UTC clocks (`service.quota.utc_now`, `service.audit._now`) by the number of seconds
-written in that file, re-read whenever it changes. Nothing else of the process is touched: sleeps,
+service's one UTC clock (`service.clock.utc_now`, replaced as soon as that module is loaded, so
+every module importing it gets the shifted one) by the number of seconds written in that file,
+re-read whenever it changes. Nothing else of the process is touched: sleeps,
 timeouts and gunicorn's own clocks stay real (libfaketime moves those too, and Python's sleeps and
 thread waits then fail or hang). Test-only: the service itself has no such setting.
 """
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 _FILE = os.environ.get("WME_TEST_CLOCK_FILE", "")
 # Module -> the clock functions in it to shift. A test fails if one of them disappears.
-_CLOCKS = {"service.quota": ("utc_now",), "service.audit": ("_now",)}
+_CLOCKS = {"service.clock": ("utc_now",)}
 _cache: dict[str, object] = {"mtime": None, "offset": timedelta(0)}
 
 
