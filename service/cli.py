@@ -8,13 +8,15 @@ from __future__ import annotations
 import re
 import sys
 import time
+import uuid
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from service import migrations
+from service import legacy_upgrade, migration_lock, migrations
 from service.clock import rfc3339, utc_now
 from service.db import connect
 from service.keys import generate_key, hash_key, key_prefix
@@ -23,6 +25,8 @@ from service.quota import used_today
 from service.repositories import api_keys, audit_logs
 
 SCOPES = ("export", "import", "audit", "admin")
+# An ALTER TABLE on a large legacy audit_logs can run for many minutes.
+MIGRATION_READ_TIMEOUT = 6 * 3600
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
@@ -51,38 +55,96 @@ def ensure_database(settings) -> None:
 
 
 @click.command("migrate")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what the upgrade would do, per key and in total; change nothing.")
+@click.option("--expired-grace-days", type=click.IntRange(min=1, max=365),
+              default=legacy_upgrade.DEFAULT_GRACE_DAYS, show_default=True,
+              help="Legacy keys past their expiry (which legacy ignored) keep working this many "
+                   "days after the upgrade.")
+@click.option("--enforce-expiry-now", is_flag=True,
+              help="No grace: legacy keys past their expiry are refused from the upgrade on.")
 @with_appcontext
-def migrate_command() -> None:
-    """Create the database if needed and apply pending migrations (a re-run is a no-op)."""
+def migrate_command(plan_only: bool, expired_grace_days: int, enforce_expiry_now: bool) -> None:
+    """Create the database if needed and apply pending migrations (a re-run is a no-op).
+
+    From a legacy database it prints the upgrade's summary first (the same as --plan).
+    """
     settings = _settings()
+    context = legacy_upgrade.Context(
+        secret=settings.KEY_HASH_SECRET,
+        grace_days=0 if enforce_expiry_now else expired_grace_days,
+        today=utc_now().date(),
+    )
+    if plan_only:
+        conn = connect(settings, database="")
+        try:
+            with conn.cursor() as cur:
+                exists = _database_exists(cur, settings.DB_NAME)
+        finally:
+            conn.close()
+        if not exists:
+            click.echo(f"database {settings.DB_NAME} does not exist: migrate creates it, then "
+                       "applies every migration")
+            return
+        conn = connect(settings)
+        try:
+            plan = migrations.plan(conn, context)
+        finally:
+            conn.close()
+        click.echo("plan only: nothing has been changed")
+        for line in plan.lines():
+            click.echo(line)
+        return
     ensure_database(settings)
-    conn = connect(settings)
+    conn = connect(settings, read_timeout=MIGRATION_READ_TIMEOUT)
     try:
-        applied = migrations.migrate(conn, log=lambda line: click.echo(line, err=True))
+        applied = migrations.migrate(
+            conn,
+            context,
+            log=lambda line: click.echo(line, err=True),
+            on_plan=lambda plan: click.echo("\n".join(plan.lines())),
+        )
+    except (
+        migrations.MigrationError, migration_lock.LockNotGranted, legacy_upgrade.UpgradeRefused
+    ) as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         conn.close()
     latest = migrations.latest_version()
     click.echo(f"{len(applied)} migration(s) applied; schema at version {latest}")
 
 
+def _database_exists(cur, name: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+    return cur.fetchone() is not None
+
+
 @click.command("load-sample-data")
+@click.option("--extra", "extra", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Another SQL file to load after the sample data (test fixtures), with its "
+                   "{{key_hash:...}} placeholders filled in the same way.")
 @with_appcontext
-def load_sample_data_command() -> None:
+def load_sample_data_command(extra: tuple[Path, ...]) -> None:
     """Load the sample users, keys and articles (idempotent). Never run in production."""
-    conn = connect(_settings())
+    settings = _settings()
+    conn = connect(settings)
     try:
-        migrations.load_sample_data(conn)
+        migrations.load_sample_data(conn, settings.KEY_HASH_SECRET, extra)
     finally:
         conn.close()
-    click.echo("sample data loaded (keys key_ABC123 and key_DEF456)")
+    click.echo("sample data loaded (keys key_AB... and key_DE...)")
 
 
 @click.command("build-sample-sql")
 @click.option("--check", is_flag=True, help="Exit 1 if sql/sample_database.sql is out of date.")
 @with_appcontext
 def build_sample_sql_command(check: bool) -> None:
-    """Regenerate sql/sample_database.sql from the migrations and the sample data."""
-    text = migrations.build_sample_database_sql()
+    """Regenerate sql/sample_database.sql from the migrations and the sample data.
+
+    Migrates a scratch database (created and dropped here) to learn which statements a fresh
+    install executes."""
+    text = migrations.build_sample_database_sql(_fresh_install_steps(_settings()))
     path = migrations.SAMPLE_DATABASE_FILE
     if check:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -93,6 +155,23 @@ def build_sample_sql_command(check: bool) -> None:
         return
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {path}")
+
+
+def _fresh_install_steps(settings) -> set[tuple[int, int]]:
+    scratch = f"wme_sample_build_{uuid.uuid4().hex[:12]}"
+    server = connect(settings, database="")
+    try:
+        with server.cursor() as cur:
+            cur.execute("CREATE DATABASE " + quote_identifier(scratch) + " CHARACTER SET utf8mb4")
+        conn = connect(settings, database=scratch)
+        try:
+            return migrations.fresh_install_steps(conn)
+        finally:
+            conn.close()
+            with server.cursor() as cur:
+                cur.execute("DROP DATABASE IF EXISTS " + quote_identifier(scratch))
+    finally:
+        server.close()
 
 
 @click.group("keys")
@@ -129,7 +208,7 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
             key_id = api_keys.create(
                 cur,
                 user_id=user_id,
-                key_hash=hash_key(key),
+                key_hash=hash_key(key, _settings().KEY_HASH_SECRET),
                 key_prefix=key_prefix(key),
                 scopes=scope_set,
                 rate_limit=daily_limit,

@@ -111,6 +111,15 @@ def revoke(cur, key_id: int, now: datetime) -> bool:
     return changed == 1
 
 
+def rehash(cur, key_id: int, old_hash: str, new_hash: str) -> bool:
+    """Move a key to the current secret's hash (KEY_HASH_SECRET rotation); only if unchanged."""
+    changed = cur.execute(
+        "UPDATE api_keys SET key_hash = %(new)s WHERE id = %(key_id)s AND key_hash = %(old)s",
+        {"key_id": key_id, "old": old_hash, "new": new_hash},
+    )
+    return changed == 1
+
+
 def user_exists(cur, user_id: int) -> bool:
     cur.execute("SELECT 1 AS found FROM users WHERE id = %(user_id)s", {"user_id": user_id})
     return cur.fetchone() is not None
