@@ -19,12 +19,12 @@ from flask.cli import with_appcontext
 from service import legacy_upgrade, migration_lock, migrations
 from service.clock import rfc3339, utc_now
 from service.db import connect
+from service.key_commands import DAILY_LIMIT, MAX_DAILY_LIMIT, SCOPES, SUPPORT_COMMANDS
 from service.keys import generate_key, hash_key, key_prefix
 from service.masking import mask_key
 from service.quota import used_today
 from service.repositories import api_keys, audit_logs
 
-SCOPES = ("export", "import", "audit", "admin")
 # An ALTER TABLE on a large legacy audit_logs can run for many minutes.
 MIGRATION_READ_TIMEOUT = 6 * 3600
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -176,7 +176,12 @@ def _fresh_install_steps(settings) -> set[tuple[int, int]]:
 
 @click.group("keys")
 def keys_group() -> None:
-    """Create, list and revoke API keys. Keys are shown once, at creation; only hashes are kept."""
+    """API keys: create, list, show, update, rotate, reset-usage, revoke. A key is shown once,
+    at creation (create, rotate); only its keyed hash is kept."""
+
+
+for _command in SUPPORT_COMMANDS:
+    keys_group.add_command(_command)
 
 
 def _parse_scopes(value: str) -> set[str]:
@@ -190,7 +195,8 @@ def _parse_scopes(value: str) -> set[str]:
 @keys_group.command("create")
 @click.option("--user-id", type=click.IntRange(min=1), required=True)
 @click.option("--scopes", default="export", show_default=True, help="Comma-separated scopes.")
-@click.option("--daily-limit", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("--daily-limit", type=DAILY_LIMIT, default=100, show_default=True,
+              help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT}.")
 @click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Last UTC day the key works (YYYY-MM-DD); default: never expires.")
 @click.option("--label", default=None, help="A note for operators (never shown to clients).")
@@ -237,7 +243,7 @@ def keys_list() -> None:
         conn.close()
     today = utc_now().date()
     header = f"{'id':>4}  {'key':<10} {'user':>4}  {'scopes':<26} {'limit':>7} {'today':>7}  " \
-             f"{'expires':<10}  status"
+             f"{'expires':<10}  {'status':<8} weak"
     click.echo(header)
     for r in rows:
         if r["revoked_at"] is not None or not r["is_valid"]:
@@ -250,8 +256,13 @@ def keys_list() -> None:
         click.echo(
             f"{r['id']:>4}  {mask_key(r['key_prefix']):<10} {r['user_id']:>4}  "
             f"{','.join(sorted(r['scopes'])):<26} {r['rate_limit']:>7} {used:>7}  "
-            f"{(r['expires_at'].isoformat() if r['expires_at'] else 'never'):<10}  {status}"
+            f"{(r['expires_at'].isoformat() if r['expires_at'] else 'never'):<10}  {status:<8} "
+            f"{'yes' if r['weak'] else 'no'}"
         )
+    weak = sum(1 for r in rows if r["weak"] and r["revoked_at"] is None and r["is_valid"])
+    if weak:
+        click.echo(f"{weak} weak key(s) (legacy, under 128 bits): replace each with "
+                   "flask --app service keys rotate ID --overlap-days 7")
 
 
 @keys_group.command("revoke")
