@@ -126,3 +126,23 @@ def test_release_day_collection_and_monitor_pass_on_an_upgraded_legacy_database(
             found = sorted(p for p in secrets if p.lower() in text.lower())
             assert not found, f"pieces of a full key in the {where}: {found}"
         assert "key_DE..." in everything["responses"], "the scan looked at real responses"
+
+
+def test_without_the_key_hash_secret_the_service_and_the_cli_refuse_to_start():
+    line = (
+        "KEY_HASH_SECRET is not set: the service refuses to start without the secret its key "
+        "hashes are keyed with (docs/operations.md, 'Key hash secret')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KEY_HASH_"))}
+    env.update({k: str(v) for k, v in BASE_SETTINGS.items() if k != "KEY_HASH_SECRET"})
+    env.update(PORT="1", BIND_HOST="127.0.0.1", WEB_CONCURRENCY="1",
+               PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    # Empty in the environment, which wins over a .env that scripts/run may have written.
+    env["KEY_HASH_SECRET"] = ""
+    served = subprocess.run([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    cli = subprocess.run([sys.executable, "-m", "flask", "--app", "service", "migrate"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    for done in (served, cli):
+        assert done.returncode != 0
+        assert line in done.stdout + done.stderr
