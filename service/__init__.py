@@ -7,6 +7,7 @@ per worker on first use, after gunicorn has forked.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from flask import Flask
@@ -20,6 +21,7 @@ from service.config import Settings, parse_networks
 from service.db import Database
 from service.errors import register_error_handlers
 from service.key_cache import KeyCache
+from service.keys import SAMPLE_KEY_HASH_SECRET
 from service.logging_setup import configure_logging
 
 
@@ -30,12 +32,22 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_BODY_BYTES
     app.json.sort_keys = False  # error bodies read code, message, then details
     configure_logging(settings.LOG_LEVEL.upper())
+    warn_about_sample_secret(settings)
     register_extensions(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
     configure_proxy(app, settings)
     return app
+
+
+def warn_about_sample_secret(settings: Settings) -> None:
+    if SAMPLE_KEY_HASH_SECRET in (settings.KEY_HASH_SECRET, settings.KEY_HASH_SECRET_PREVIOUS):
+        logging.getLogger("service").warning(
+            "KEY_HASH_SECRET is the public sample secret: for local trials of the sample data "
+            "only, never in production",
+            extra={"event": "sample_secret"},
+        )
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:

@@ -50,15 +50,31 @@ def presented_hash() -> str | None:
         )
     # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.
     if len(key) <= MAX_PRESENTED_LENGTH and key.isascii() and key.isprintable():
-        return hash_key(key)
+        return hash_key(key, current_app.config["SETTINGS"].KEY_HASH_SECRET)
     return None
 
 
 def lookup(cur, key_hash: str | None) -> dict:
     """The row of the key with this hash (one indexed SELECT), or a 401."""
     row = None if key_hash is None else api_keys.find_by_hash(cur, key_hash)
+    if row is None and key_hash is not None:
+        row = _under_previous_secret(cur, key_hash)
     if row is None:
         raise ApiError(401, ErrorCode.INVALID_KEY, "The API key is not valid.")
+    return row
+
+
+def _under_previous_secret(cur, current_hash: str) -> dict | None:
+    """During a KEY_HASH_SECRET rotation, a key still stored under KEY_HASH_SECRET_PREVIOUS is
+    found with that one and rehashed on the spot under the current secret."""
+    previous_secret = current_app.config["SETTINGS"].KEY_HASH_SECRET_PREVIOUS
+    key = presented_key()
+    if not previous_secret or key is None:
+        return None
+    previous = hash_key(key, previous_secret)
+    row = api_keys.find_by_hash(cur, previous)
+    if row is not None:
+        api_keys.rehash(cur, row["id"], previous, current_hash)
     return row
 
 

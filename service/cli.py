@@ -8,21 +8,25 @@ from __future__ import annotations
 import re
 import sys
 import time
+import uuid
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from service import migrations
+from service import legacy_upgrade, migration_lock, migrations
 from service.clock import rfc3339, utc_now
 from service.db import connect
+from service.key_commands import DAILY_LIMIT, MAX_DAILY_LIMIT, SCOPES, SUPPORT_COMMANDS
 from service.keys import generate_key, hash_key, key_prefix
 from service.masking import mask_key
 from service.quota import used_today
 from service.repositories import api_keys, audit_logs
 
-SCOPES = ("export", "import", "audit", "admin")
+# An ALTER TABLE on a large legacy audit_logs can run for many minutes.
+MIGRATION_READ_TIMEOUT = 6 * 3600
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
@@ -51,38 +55,96 @@ def ensure_database(settings) -> None:
 
 
 @click.command("migrate")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what the upgrade would do, per key and in total; change nothing.")
+@click.option("--expired-grace-days", type=click.IntRange(min=1, max=365),
+              default=legacy_upgrade.DEFAULT_GRACE_DAYS, show_default=True,
+              help="Legacy keys past their expiry (which legacy ignored) keep working this many "
+                   "days after the upgrade.")
+@click.option("--enforce-expiry-now", is_flag=True,
+              help="No grace: legacy keys past their expiry are refused from the upgrade on.")
 @with_appcontext
-def migrate_command() -> None:
-    """Create the database if needed and apply pending migrations (a re-run is a no-op)."""
+def migrate_command(plan_only: bool, expired_grace_days: int, enforce_expiry_now: bool) -> None:
+    """Create the database if needed and apply pending migrations (a re-run is a no-op).
+
+    From a legacy database it prints the upgrade's summary first (the same as --plan).
+    """
     settings = _settings()
+    context = legacy_upgrade.Context(
+        secret=settings.KEY_HASH_SECRET,
+        grace_days=0 if enforce_expiry_now else expired_grace_days,
+        today=utc_now().date(),
+    )
+    if plan_only:
+        conn = connect(settings, database="")
+        try:
+            with conn.cursor() as cur:
+                exists = _database_exists(cur, settings.DB_NAME)
+        finally:
+            conn.close()
+        if not exists:
+            click.echo(f"database {settings.DB_NAME} does not exist: migrate creates it, then "
+                       "applies every migration")
+            return
+        conn = connect(settings)
+        try:
+            plan = migrations.plan(conn, context)
+        finally:
+            conn.close()
+        click.echo("plan only: nothing has been changed")
+        for line in plan.lines():
+            click.echo(line)
+        return
     ensure_database(settings)
-    conn = connect(settings)
+    conn = connect(settings, read_timeout=MIGRATION_READ_TIMEOUT)
     try:
-        applied = migrations.migrate(conn, log=lambda line: click.echo(line, err=True))
+        applied = migrations.migrate(
+            conn,
+            context,
+            log=lambda line: click.echo(line, err=True),
+            on_plan=lambda plan: click.echo("\n".join(plan.lines())),
+        )
+    except (
+        migrations.MigrationError, migration_lock.LockNotGranted, legacy_upgrade.UpgradeRefused
+    ) as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         conn.close()
     latest = migrations.latest_version()
     click.echo(f"{len(applied)} migration(s) applied; schema at version {latest}")
 
 
+def _database_exists(cur, name: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (name,))
+    return cur.fetchone() is not None
+
+
 @click.command("load-sample-data")
+@click.option("--extra", "extra", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Another SQL file to load after the sample data (test fixtures), with its "
+                   "{{key_hash:...}} placeholders filled in the same way.")
 @with_appcontext
-def load_sample_data_command() -> None:
+def load_sample_data_command(extra: tuple[Path, ...]) -> None:
     """Load the sample users, keys and articles (idempotent). Never run in production."""
-    conn = connect(_settings())
+    settings = _settings()
+    conn = connect(settings)
     try:
-        migrations.load_sample_data(conn)
+        migrations.load_sample_data(conn, settings.KEY_HASH_SECRET, extra)
     finally:
         conn.close()
-    click.echo("sample data loaded (keys key_ABC123 and key_DEF456)")
+    click.echo("sample data loaded (keys key_AB... and key_DE...)")
 
 
 @click.command("build-sample-sql")
 @click.option("--check", is_flag=True, help="Exit 1 if sql/sample_database.sql is out of date.")
 @with_appcontext
 def build_sample_sql_command(check: bool) -> None:
-    """Regenerate sql/sample_database.sql from the migrations and the sample data."""
-    text = migrations.build_sample_database_sql()
+    """Regenerate sql/sample_database.sql from the migrations and the sample data.
+
+    Migrates a scratch database (created and dropped here) to learn which statements a fresh
+    install executes."""
+    text = migrations.build_sample_database_sql(_fresh_install_steps(_settings()))
     path = migrations.SAMPLE_DATABASE_FILE
     if check:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -95,38 +157,33 @@ def build_sample_sql_command(check: bool) -> None:
     click.echo(f"wrote {path}")
 
 
+def _fresh_install_steps(settings) -> set[tuple[int, int]]:
+    scratch = f"wme_sample_build_{uuid.uuid4().hex[:12]}"
+    server = connect(settings, database="")
+    try:
+        with server.cursor() as cur:
+            cur.execute("CREATE DATABASE " + quote_identifier(scratch) + " CHARACTER SET utf8mb4")
+        conn = connect(settings, database=scratch)
+        try:
+            return migrations.fresh_install_steps(conn)
+        finally:
+            conn.close()
+            with server.cursor() as cur:
+                cur.execute("DROP DATABASE IF EXISTS " + quote_identifier(scratch))
+    finally:
+        server.close()
+
+
 @click.group("keys")
 def keys_group() -> None:
-    """Create, list and revoke API keys. Keys are shown once, at creation; only hashes are kept."""
+    """API keys: create, list, show, update, rotate, reset-usage, revoke. A key is shown once,
+    at creation (create, rotate); only its keyed hash is kept."""
 
 
-# api_keys.rate_limit is a signed INT; a negative limit means nothing more than 0 (no request is
-# admitted), so the CLI takes 0 to the column's maximum.
-MAX_DAILY_LIMIT = 2_147_483_647
+for _command in SUPPORT_COMMANDS:
+    keys_group.add_command(_command)
 
 
-class DailyLimit(click.ParamType):
-    """`--daily-limit`: a whole number from 0 (the key admits nothing) to the column's maximum.
-    A bad value is one line on stderr (`Error: ...`) and exit 1, never a traceback; shared by
-    every command that sets a limit."""
-
-    name = "daily-limit"
-
-    def convert(self, value, param, ctx) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            number = int(value.strip())
-        else:
-            number = None
-        if number is None or not 0 <= number <= MAX_DAILY_LIMIT:
-            raise click.ClickException(
-                f"--daily-limit must be a whole number from 0 to {MAX_DAILY_LIMIT}"
-            )
-        return number
-
-
-DAILY_LIMIT = DailyLimit()
 
 
 def _parse_scopes(value: str) -> set[str]:
@@ -159,7 +216,7 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
             key_id = api_keys.create(
                 cur,
                 user_id=user_id,
-                key_hash=hash_key(key),
+                key_hash=hash_key(key, _settings().KEY_HASH_SECRET),
                 key_prefix=key_prefix(key),
                 scopes=scope_set,
                 rate_limit=daily_limit,
@@ -188,7 +245,7 @@ def keys_list() -> None:
         conn.close()
     today = utc_now().date()
     header = f"{'id':>4}  {'key':<10} {'user':>4}  {'scopes':<26} {'limit':>7} {'today':>7}  " \
-             f"{'expires':<10}  status"
+             f"{'expires':<10}  {'status':<8} weak"
     click.echo(header)
     for r in rows:
         if r["revoked_at"] is not None or not r["is_valid"]:
@@ -201,8 +258,13 @@ def keys_list() -> None:
         click.echo(
             f"{r['id']:>4}  {mask_key(r['key_prefix']):<10} {r['user_id']:>4}  "
             f"{','.join(sorted(r['scopes'])):<26} {r['rate_limit']:>7} {used:>7}  "
-            f"{(r['expires_at'].isoformat() if r['expires_at'] else 'never'):<10}  {status}"
+            f"{(r['expires_at'].isoformat() if r['expires_at'] else 'never'):<10}  {status:<8} "
+            f"{'yes' if r['weak'] else 'no'}"
         )
+    weak = sum(1 for r in rows if r["weak"] and r["revoked_at"] is None and r["is_valid"])
+    if weak:
+        click.echo(f"{weak} weak key(s) (legacy, under 128 bits): replace each with "
+                   "flask --app service keys rotate ID --overlap-days 7")
 
 
 @keys_group.command("revoke")

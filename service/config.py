@@ -25,8 +25,14 @@ from dotenv import dotenv_values
 from marshmallow import EXCLUDE, Schema, ValidationError, pre_load, validate
 from marshmallow import fields as mf
 
+from service.keys import MIN_SECRET_LENGTH
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+UNSET_SECRET_LINE = " ".join((
+    "KEY_HASH_SECRET is not set: the service refuses to start without the secret its key",
+    "hashes are keyed with (docs/operations.md, 'Key hash secret')",
+))
 # The exit status of a boot refused for its configuration (a usage error, as click has it).
 EXIT_BAD_SETTING = 2
 
@@ -151,6 +157,21 @@ class SettingsSchema(Schema):
         validate=validate.Range(min=0, max=60),
         metadata=_accepts("a number of seconds from 0 (off) to 60", 2.0),
     )
+    # ---- key hashes (service/keys.py). No default: without it the service refuses to start.
+    # KEY_HASH_SECRET_PREVIOUS, during a rotation only, is still accepted for lookup and each key
+    # found with it is rehashed under the new secret (docs/operations.md, "Key hash secret").
+    KEY_HASH_SECRET = mf.String(
+        load_default="",
+        validate=validate.Length(min=MIN_SECRET_LENGTH),
+        metadata=_accepts(f"a secret of at least {MIN_SECRET_LENGTH} characters, kept outside "
+                          "the database (docs/operations.md, 'Key hash secret')"),
+    )
+    KEY_HASH_SECRET_PREVIOUS = mf.String(
+        load_default="",
+        validate=validate.Length(min=MIN_SECRET_LENGTH),
+        metadata=_accepts(f"empty, or the previous secret (at least {MIN_SECRET_LENGTH} "
+                          "characters) during a rotation"),
+    )
     LOG_LEVEL = mf.String(
         load_default="INFO",
         validate=validate.OneOf(LOG_LEVELS),
@@ -193,6 +214,9 @@ class SettingsSchema(Schema):
         data = dict(data)
         if data.get("WEB_CONCURRENCY") == "":
             data["WEB_CONCURRENCY"] = None
+        for name in ("KEY_HASH_SECRET", "KEY_HASH_SECRET_PREVIOUS"):
+            if data.get(name) == "":  # empty is not set (the load below says so for the secret)
+                del data[name]
         level = data.get("LOG_LEVEL")
         if isinstance(level, str):
             data["LOG_LEVEL"] = level.strip().upper()
@@ -221,6 +245,8 @@ class Settings:
     AUDIT_FLUSH_INTERVAL: float = 0.5
     KEY_CACHE_SECONDS: float = 2.0
     LOG_LEVEL: str = "INFO"
+    KEY_HASH_SECRET: str = ""
+    KEY_HASH_SECRET_PREVIOUS: str = ""
     PORT: int = 8080
     BIND_HOST: str = "0.0.0.0"  # noqa: S104
     WEB_CONCURRENCY: int | None = None
@@ -237,6 +263,8 @@ class Settings:
             values = schema.load(raw)
         except ValidationError as exc:
             raise ConfigError(problems(schema, exc.messages, raw, sources)) from None
+        if not values["KEY_HASH_SECRET"]:
+            raise ConfigError([UNSET_SECRET_LINE])
         return cls(**values)
 
     @property

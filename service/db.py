@@ -253,7 +253,9 @@ def schema_behind(conn: pymysql.Connection) -> str | None:
     return f"migrations are pending (schema at version {version} of {latest})"
 
 
-def connect(settings: Settings, *, database: str | None = None) -> pymysql.Connection:
+def connect(
+    settings: Settings, *, database: str | None = None, read_timeout: float | None = None
+) -> pymysql.Connection:
     """Open a connection with the project's explicit options: to the preferred host, else to
     the next one of DB_HOSTS that accepts it."""
     addresses = settings.db_addresses
@@ -261,7 +263,7 @@ def connect(settings: Settings, *, database: str | None = None) -> pymysql.Conne
     for attempt in range(len(addresses)):
         index = (first + attempt) % len(addresses)
         try:
-            conn = _connect_to(settings, addresses[index], database)
+            conn = _connect_to(settings, addresses[index], database, read_timeout)
         except CONNECTION_ERRORS as exc:
             if attempt == len(addresses) - 1 or not is_unavailable(exc):
                 raise
@@ -274,7 +276,10 @@ def connect(settings: Settings, *, database: str | None = None) -> pymysql.Conne
 
 
 def _connect_to(
-    settings: Settings, address: tuple[str, int], database: str | None
+    settings: Settings,
+    address: tuple[str, int],
+    database: str | None,
+    read_timeout: float | None = None,
 ) -> pymysql.Connection:
     conn = pymysql.connect(
         host=address[0],
@@ -285,7 +290,8 @@ def _connect_to(
         charset="utf8mb4",
         autocommit=True,
         connect_timeout=settings.DB_CONNECT_TIMEOUT,
-        read_timeout=settings.DB_READ_TIMEOUT,
+        # A migration's ALTER on a large table runs for minutes: it passes its own.
+        read_timeout=read_timeout or settings.DB_READ_TIMEOUT,
         write_timeout=settings.DB_WRITE_TIMEOUT,
         cursorclass=pymysql.cursors.DictCursor,
     )

@@ -39,9 +39,10 @@ CREATE USER IF NOT EXISTS 'wme_auditor'@'%' ACCOUNT LOCK;
 CREATE USER IF NOT EXISTS 'wme_retention'@'%' ACCOUNT LOCK;
 
 -- Authentication (lookup by key_hash, joined to users) and the atomic quota UPDATE, which reads
--- last_reset, calls_made and rate_limit and writes calls_made and last_reset.
+-- last_reset, calls_made and rate_limit and writes calls_made and last_reset. key_hash is written
+-- only during a KEY_HASH_SECRET rotation, when a key found under the previous secret is rehashed.
 GRANT SELECT ON api_keys TO 'wme_service'@'%';
-GRANT UPDATE (calls_made, last_reset) ON api_keys TO 'wme_service'@'%';
+GRANT UPDATE (calls_made, last_reset, key_hash) ON api_keys TO 'wme_service'@'%';
 GRANT SELECT (id, is_active) ON users TO 'wme_service'@'%';
 
 -- Export pages, and the import upsert (INSERT ... ON DUPLICATE KEY UPDATE needs both).

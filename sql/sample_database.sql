@@ -6,6 +6,9 @@
 --   mysql -u root -p < sql/sample_database.sql
 -- Loading it again is harmless: migrations already recorded are skipped, sample rows
 -- already there are kept. It never deletes anything.
+-- The sample keys' hashes are keyed with the PUBLIC sample secret: serve this database
+-- with KEY_HASH_SECRET=sample-data-only-this-secret-is-public-never-use-it-in-production
+-- for local trials only, never in production (docs/operations.md, 'Key hash secret').
 
 SET NAMES utf8mb4;
 SET time_zone = '+00:00';
@@ -26,30 +29,24 @@ CREATE TABLE IF NOT EXISTS schema_migrations_lock (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- ---- migration 0001_legacy_baseline.sql ----
--- 0001: the legacy schema, exactly as the legacy service had it.
--- On a fresh database this creates the legacy tables; on a legacy production database they exist
--- already and nothing happens. Either way 0002 onwards upgrade the same starting point, so a fresh
--- install and an in-place upgrade run the same statements.
-
 CREATE TABLE IF NOT EXISTS users (
   id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   username VARCHAR(50) NOT NULL,
   email VARCHAR(100) NOT NULL,
-  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  created_at TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP,
   last_login DATETIME NULL,
-  is_active BOOLEAN NOT NULL DEFAULT 1,
-  permission_level ENUM('read', 'write', 'admin') NOT NULL DEFAULT 'read'
+  is_active BOOLEAN DEFAULT 1,
+  permission_level ENUM('read', 'write', 'admin') DEFAULT 'read'
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS api_keys (
   id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
   user_id INT NOT NULL,
   api_key VARCHAR(64) NOT NULL UNIQUE,
-  rate_limit INT NOT NULL DEFAULT 100,
-  calls_made INT NOT NULL DEFAULT 0,
-  is_valid BOOLEAN NOT NULL DEFAULT 1,
-  expires_at DATE NULL,
-  last_reset DATETIME NULL DEFAULT CURRENT_TIMESTAMP
+  rate_limit INT DEFAULT 100,
+  calls_made INT DEFAULT 0,
+  is_valid BOOLEAN DEFAULT 1,
+  expires_at DATE NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS audit_logs (
@@ -58,11 +55,11 @@ CREATE TABLE IF NOT EXISTS audit_logs (
   endpoint VARCHAR(255) NOT NULL,
   response_code SMALLINT NOT NULL,
   response_time_ms INT NOT NULL,
-  `timestamp` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  `timestamp` TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP,
   error_message TEXT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
-INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, 'legacy_baseline', '10b52735d024e96fdf0aaddfef89dbdd81a437a124674f7d3c7d033ad9d98b43', UTC_TIMESTAMP());
+INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (1, 'legacy_baseline', '2cf1df5cd091b0f765a1d63b312cf713c6caebfaa144ca65cf0293972002db5f', UTC_TIMESTAMP());
 
 -- ---- migration 0002_hash_keys_scrub_audit.sql ----
 DROP PROCEDURE IF EXISTS wme_sample_migration_0002;
@@ -70,46 +67,61 @@ DELIMITER //
 CREATE PROCEDURE wme_sample_migration_0002()
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = 2) THEN
--- 0002: TICKET-001 and TICKET-002 at the data level.
--- * api_keys keeps only a SHA-256 hash and a 6-character display prefix; the plain key is dropped.
--- * Permission levels become per-key scopes (read: export; write: export, import; admin: all).
--- * last_reset becomes a DATE (the UTC day calls_made belongs to). It is set to NULL so that every
---   counter left stuck by the legacy reset bug starts afresh on the client's next request.
--- * audit_logs keeps the key's id and prefix only; full keys are cut out of old error texts.
--- Runs with the session time zone at +00:00 (the migration runner sets it), so the TIMESTAMP to
--- DATETIME conversion below yields UTC.
+ALTER TABLE api_keys ADD COLUMN key_hash CHAR(64) NULL AFTER user_id;
+
+ALTER TABLE api_keys ADD COLUMN key_prefix VARCHAR(6) NULL AFTER key_hash;
 
 ALTER TABLE api_keys
-  ADD COLUMN key_hash CHAR(64) NULL AFTER user_id,
-  ADD COLUMN key_prefix VARCHAR(6) NULL AFTER key_hash,
-  ADD COLUMN scopes SET('export', 'import', 'audit', 'admin') NOT NULL DEFAULT 'export' AFTER key_prefix,
-  ADD COLUMN label VARCHAR(100) NULL,
-  ADD COLUMN created_at DATETIME NULL,
-  ADD COLUMN revoked_at DATETIME NULL;
+  ADD COLUMN scopes SET('export', 'import', 'audit', 'admin') NOT NULL DEFAULT 'export'
+  AFTER key_prefix;
 
-UPDATE api_keys k
-  LEFT JOIN users u ON u.id = k.user_id
-  SET k.key_hash = SHA2(k.api_key, 256),
-      k.key_prefix = LEFT(k.api_key, 6),
-      k.scopes = CASE u.permission_level
-                   WHEN 'admin' THEN 'export,import,audit,admin'
-                   WHEN 'write' THEN 'export,import'
-                   ELSE 'export'
-                 END;
+ALTER TABLE api_keys ADD COLUMN label VARCHAR(100) NULL;
 
-ALTER TABLE audit_logs
-  ADD COLUMN key_id INT NULL AFTER id,
-  ADD COLUMN key_prefix VARCHAR(6) NULL AFTER key_id,
-  ADD COLUMN method VARCHAR(10) NULL AFTER key_prefix,
-  ADD COLUMN request_id VARCHAR(64) NULL,
-  ADD COLUMN error_code VARCHAR(32) NULL;
+ALTER TABLE api_keys ADD COLUMN weak BOOLEAN NOT NULL DEFAULT 0 AFTER label;
+
+ALTER TABLE api_keys ADD COLUMN created_at DATETIME NULL;
+
+ALTER TABLE api_keys ADD COLUMN revoked_at DATETIME NULL;
+
+UPDATE api_keys SET rate_limit = 100 WHERE rate_limit IS NULL;
+
+ALTER TABLE api_keys MODIFY rate_limit INT NOT NULL DEFAULT 100;
+
+UPDATE api_keys SET calls_made = 0 WHERE calls_made IS NULL;
+
+ALTER TABLE api_keys MODIFY calls_made INT NOT NULL DEFAULT 0;
+
+UPDATE api_keys SET is_valid = 0 WHERE is_valid IS NULL;
+
+ALTER TABLE api_keys MODIFY is_valid BOOLEAN NOT NULL DEFAULT 1;
+
+UPDATE users SET created_at = UTC_TIMESTAMP() WHERE created_at IS NULL;
+
+ALTER TABLE users MODIFY created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP;
+
+UPDATE users SET is_active = 1 WHERE is_active IS NULL;
+
+ALTER TABLE users MODIFY is_active BOOLEAN NOT NULL DEFAULT 1;
+
+UPDATE users SET permission_level = 'read' WHERE permission_level IS NULL;
+
+ALTER TABLE users MODIFY permission_level ENUM('read', 'write', 'admin') NOT NULL DEFAULT 'read';
+
+ALTER TABLE audit_logs ADD COLUMN key_id INT NULL AFTER id;
+
+ALTER TABLE audit_logs ADD COLUMN key_prefix VARCHAR(6) NULL AFTER key_id;
+
+ALTER TABLE audit_logs ADD COLUMN method VARCHAR(10) NULL AFTER key_prefix;
+
+ALTER TABLE audit_logs ADD COLUMN request_id VARCHAR(64) NULL;
+
+ALTER TABLE audit_logs ADD COLUMN error_code VARCHAR(32) NULL;
 
 UPDATE audit_logs a
   LEFT JOIN api_keys k ON k.api_key = a.api_key
   SET a.key_id = k.id,
       a.key_prefix = LEFT(a.api_key, 6);
 
--- The row's own key, then every other known key, then anything still shaped like a legacy key.
 UPDATE audit_logs
   SET error_message = REPLACE(error_message, api_key, CONCAT(LEFT(api_key, 6), '...'))
   WHERE error_message IS NOT NULL;
@@ -122,24 +134,30 @@ UPDATE audit_logs
   SET error_message = '[redacted: the text held a credential]'
   WHERE error_message REGEXP 'key_[[:alnum:]]{3}';
 
-ALTER TABLE audit_logs
-  DROP COLUMN api_key,
-  MODIFY `timestamp` DATETIME(3) NOT NULL,
-  ADD INDEX idx_audit_logs_timestamp (`timestamp`, id),
-  ADD INDEX idx_audit_logs_key (key_id, id);
+ALTER TABLE audit_logs DROP COLUMN api_key;
 
-ALTER TABLE api_keys MODIFY last_reset DATETIME NULL DEFAULT NULL;
+UPDATE audit_logs SET `timestamp` = UTC_TIMESTAMP() WHERE `timestamp` IS NULL;
 
-UPDATE api_keys SET last_reset = NULL, calls_made = 0;
+ALTER TABLE audit_logs MODIFY `timestamp` DATETIME(3) NOT NULL;
 
-ALTER TABLE api_keys
-  DROP COLUMN api_key,
-  MODIFY last_reset DATE NULL DEFAULT NULL,
-  MODIFY key_hash CHAR(64) NOT NULL,
-  MODIFY key_prefix VARCHAR(6) NOT NULL,
-  ADD UNIQUE INDEX uq_api_keys_key_hash (key_hash),
-  ADD INDEX idx_api_keys_user (user_id);
-INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (2, 'hash_keys_scrub_audit', 'ae2166bd92f56ae68911c42eddad328e1de161467f2f029cd409a5633eb5e515', UTC_TIMESTAMP());
+ALTER TABLE audit_logs ADD INDEX idx_audit_logs_timestamp (`timestamp`, id);
+
+ALTER TABLE audit_logs ADD INDEX idx_audit_logs_key (key_id, id);
+
+UPDATE api_keys SET calls_made = 0;
+
+ALTER TABLE api_keys ADD COLUMN last_reset DATE NULL DEFAULT NULL AFTER expires_at;
+
+ALTER TABLE api_keys DROP COLUMN api_key;
+
+ALTER TABLE api_keys MODIFY key_hash CHAR(64) NOT NULL;
+
+ALTER TABLE api_keys MODIFY key_prefix VARCHAR(6) NOT NULL;
+
+ALTER TABLE api_keys ADD UNIQUE INDEX uq_api_keys_key_hash (key_hash);
+
+ALTER TABLE api_keys ADD INDEX idx_api_keys_user (user_id);
+INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (2, 'hash_keys_scrub_audit', '88edbd3ef28449621b3c65ae715b0b13f1b54283e91e4b88e7bfe73becb0695f', UTC_TIMESTAMP());
   END IF;
 END//
 DELIMITER ;
@@ -147,9 +165,6 @@ CALL wme_sample_migration_0002();
 DROP PROCEDURE wme_sample_migration_0002;
 
 -- ---- migration 0003_articles.sql ----
--- 0003: the exported data. URLs compare byte-for-byte (Wikipedia titles are case-sensitive), and
--- the export pages by id, newest first, so ids never move under a reader's cursor.
-
 CREATE TABLE IF NOT EXISTS articles (
   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
   title VARCHAR(300) NOT NULL,
@@ -164,11 +179,6 @@ CREATE TABLE IF NOT EXISTS articles (
 INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (3, 'articles', 'db9c94c39d6c852644dfaef41a9e20481d084aac28323f585fb1cec9da982f75', UTC_TIMESTAMP());
 
 -- ---- migration 0004_masked_audit_logs.sql ----
--- 0004: the GDPR-safe view. /api/audit and the auditor account read only this view.
--- SQL SECURITY DEFINER: an account granted SELECT on the view alone can read it; the definer is the
--- account that runs migrations. CREATE OR REPLACE works on MySQL 8.0 and MariaDB 10.11 alike.
--- key_id is an internal number, not a secret: /api/audit uses it to show a client its own rows.
-
 CREATE OR REPLACE SQL SECURITY DEFINER VIEW masked_audit_logs AS
 SELECT
   id,
@@ -236,7 +246,9 @@ INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUE
 -- ---- sample data sample_data.sql ----
 -- Sample users, keys and audit rows (the legacy sample, in the new shape). Loaded only when asked:
 -- `flask --app service load-sample-data` (articles come from sample_articles.sql). Idempotent:
--- fixed ids and INSERT IGNORE. Keys are stored as SHA-256 hashes with a 6-character prefix.
+-- fixed ids and INSERT IGNORE. Keys are stored as keyed hashes (`'7c56256e67681529f9365b3bd30a0d30e086e17f59f26490143be11d9199d3a0'`, filled in with
+-- KEY_HASH_SECRET by service/keys.py) with a 6-character prefix. Both sample keys are short, like
+-- the legacy keys they copy, so they are flagged weak.
 --   key_ABC123: export and import, 5 calls a day (the key that gets rate limited).
 --   key_DEF456: export and audit, 10000 calls a day (enough for a monitor run every minute).
 
@@ -245,13 +257,13 @@ INSERT IGNORE INTO users (id, username, email, permission_level) VALUES
   (2, 'api_consumer', 'consumer@example.com', 'read');
 
 INSERT IGNORE INTO api_keys
-  (id, user_id, key_hash, key_prefix, scopes, label, rate_limit, calls_made, is_valid, expires_at,
-   last_reset, created_at)
+  (id, user_id, key_hash, key_prefix, scopes, label, weak, rate_limit, calls_made, is_valid,
+   expires_at, last_reset, created_at)
 VALUES
-  (1, 1, SHA2('key_ABC123', 256), 'key_AB', 'export,import', 'sample: rate limited', 5, 0, 1,
-   NULL, NULL, UTC_TIMESTAMP()),
-  (2, 2, SHA2('key_DEF456', 256), 'key_DE', 'export,audit', 'sample: monitor and audit', 10000, 0, 1,
-   NULL, NULL, UTC_TIMESTAMP());
+  (1, 1, 'c7bd029eebe7f1944b8f1608c42cff886e04786b4217fe7a29598b9339ba2f64', 'key_AB', 'export,import', 'sample: rate limited', 1,
+   5, 0, 1, NULL, NULL, UTC_TIMESTAMP()),
+  (2, 2, '5c313dd1a57d2d8eef6e509af03c5094152c2aa300c349bdb70dc8d2862b5113', 'key_DE', 'export,audit', 'sample: monitor and audit', 1,
+   10000, 0, 1, NULL, NULL, UTC_TIMESTAMP());
 
 INSERT IGNORE INTO audit_logs
   (id, key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,

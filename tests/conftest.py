@@ -15,6 +15,7 @@ import pytest
 
 from service import migrations
 from testkit import (
+    TEST_SECRET,
     Served,
     Sql,
     TcpRelay,
@@ -101,7 +102,7 @@ def runner(app):
 @pytest.fixture
 def seeded(sql) -> Sql:
     """The test database with the sample users, keys and articles loaded."""
-    migrations.load_sample_data(sql.conn)
+    migrations.load_sample_data(sql.conn, TEST_SECRET)
     return sql
 
 

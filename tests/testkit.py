@@ -29,15 +29,22 @@ from pathlib import Path
 import pymysql
 import pymysql.cursors
 
-from service import create_app, migrations
+from service import create_app, legacy_upgrade, migrations
 from service.cli import quote_identifier
+from service.keys import hash_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_HOST = os.environ.get("TEST_DB_HOST", "127.0.0.1")
 DB_PORT = int(os.environ.get("TEST_DB_PORT", "3306"))
 DB_USER = os.environ.get("TEST_DB_USER", "root")
 DB_PASS = os.environ.get("TEST_DB_PASS", "")
-DB_SETTINGS = {"DB_HOST": DB_HOST, "DB_PORT": DB_PORT, "DB_USER": DB_USER, "DB_PASS": DB_PASS}
+# The key hash secret of every database this harness creates (tests, benchmark, evidence): never
+# a production value; the upgrade refuses the public sample one.
+TEST_SECRET = "tests-only-key-hash-secret-0123456789abcdef"
+DB_SETTINGS = {
+    "DB_HOST": DB_HOST, "DB_PORT": DB_PORT, "DB_USER": DB_USER, "DB_PASS": DB_PASS,
+    "KEY_HASH_SECRET": TEST_SECRET,
+}
 # Settings the tests pass explicitly, so a developer's .env never leaks into a run.
 BASE_SETTINGS = {
     **DB_SETTINGS,
@@ -46,6 +53,15 @@ BASE_SETTINGS = {
     "AUDIT_FLUSH_INTERVAL": 0.2,
     "LOG_LEVEL": "INFO",
 }
+
+
+def key_hash(key: str, secret: str = TEST_SECRET) -> str:
+    """The stored hash of a key, as the service computes it (the one function, service/keys.py)."""
+    return hash_key(key, secret)
+
+
+def upgrade_context(**overrides) -> legacy_upgrade.Context:
+    return legacy_upgrade.Context(**{"secret": TEST_SECRET, **overrides})
 
 
 def root_connection(
@@ -84,9 +100,9 @@ def fresh_database(
         if migrate:
             db_conn = root_connection(name)
             try:
-                migrations.migrate(db_conn, log=lambda _line: None)
+                migrations.migrate(db_conn, upgrade_context(), log=lambda _line: None)
                 if sample:
-                    migrations.load_sample_data(db_conn)
+                    migrations.load_sample_data(db_conn, TEST_SECRET)
             finally:
                 db_conn.close()
         yield name

@@ -12,8 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.keys import hash_key
-from testkit import DB_SETTINGS, Served, start_service
+from testkit import DB_SETTINGS, Served, key_hash, start_service
 
 from . import log
 from .seeding import Keys
@@ -32,7 +31,7 @@ def start_baseline(database: str, workers: int, logs: Path, keys: Keys) -> Serve
     return start_service(
         database, logs / "baseline.log", workers=workers, settings=DB_SETTINGS,
         extra_env={"BENCH_B1_ID": keys.ids["B1"], "BENCH_B2_ID": keys.ids["B2"],
-                   "BENCH_B3_HASH": hash_key(keys.b3)},
+                   "BENCH_B3_HASH": key_hash(keys.b3)},
         command=[sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py",
                  "scripts.benchmark.baseline_app:app"],
         ready_path="/b0",

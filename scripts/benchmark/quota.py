@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from testkit import DB_SETTINGS, fresh_database, root_connection, start_service
+from testkit import DB_SETTINGS, fresh_database, key_hash, root_connection, start_service
 
 LUA = """
 wrk.headers["X-API-Key"] = "%s"
@@ -94,9 +94,9 @@ def main() -> int:
             for key, limit, used in (("bqopen_key", 10**9, 0), ("bqspnt_key", 1, 1)):
                 cur.execute(
                     "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, "
-                    "calls_made, last_reset, is_valid) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), "
+                    "calls_made, last_reset, is_valid) VALUES (1, %s, LEFT(%s, 6), "
                     "'export', %s, %s, UTC_DATE(), 1)",
-                    (key, key, limit, used),
+                    (key_hash(key), key, limit, used),
                 )
         one = bare_updates(database, min(args.seconds, 5), 1)
         many = bare_updates(database, min(args.seconds, 5), args.workers)

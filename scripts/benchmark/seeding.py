@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from service.keys import generate_key
+from testkit import key_hash
 
 HIGH_LIMIT = 100_000_000
 SPENT_LIMIT = 5  # the R key: limit 5, 5 calls made today, so every request is refused
@@ -44,9 +45,9 @@ def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
         for label, key, scopes, limit, used in rows:
             cur.execute(
                 "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, label, rate_limit, "
-                "calls_made, last_reset, is_valid, created_at) VALUES (1, SHA2(%s, 256), "
+                "calls_made, last_reset, is_valid, created_at) VALUES (1, %s, "
                 "LEFT(%s, 6), %s, %s, %s, %s, UTC_DATE(), 1, UTC_TIMESTAMP())",
-                (key, key, scopes, label, limit, used),
+                (key_hash(key), key, scopes, label, limit, used),
             )
             keys.ids[label] = cur.lastrowid
     generate_articles(conn, 1000, first=1)

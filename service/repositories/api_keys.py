@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 _KEY_COLUMNS = """
     k.id, k.user_id, k.key_prefix, k.scopes, k.label, k.rate_limit, k.calls_made, k.last_reset,
-    k.is_valid, k.expires_at, k.revoked_at, k.created_at, u.is_active AS user_active
+    k.is_valid, k.expires_at, k.revoked_at, k.created_at, k.weak, u.is_active AS user_active
 """
 
 # Every request runs this: it reads only what authentication, scope, quota and audit use (PyMySQL
@@ -120,11 +120,70 @@ def list_all(cur) -> list[dict]:
     return rows
 
 
+def find_by_id(cur, key_id: int) -> dict | None:
+    cur.execute(
+        "SELECT" + _KEY_COLUMNS + ", u.username FROM api_keys k "
+        "LEFT JOIN users u ON u.id = k.user_id WHERE k.id = %(key_id)s",
+        {"key_id": key_id},
+    )
+    row = cur.fetchone()
+    if row is not None:
+        row["scopes"] = _scopes(row["scopes"])
+    return row
+
+
+# Support changes, one statement each: the row is changed only if it exists.
+UPDATE_LIMIT = "UPDATE api_keys SET rate_limit = %(value)s WHERE id = %(key_id)s"
+UPDATE_SCOPES = "UPDATE api_keys SET scopes = %(value)s WHERE id = %(key_id)s"
+UPDATE_EXPIRY = "UPDATE api_keys SET expires_at = %(value)s WHERE id = %(key_id)s"
+UPDATE_LABEL = "UPDATE api_keys SET label = %(value)s WHERE id = %(key_id)s"
+_UPDATES = {
+    "rate_limit": UPDATE_LIMIT,
+    "scopes": UPDATE_SCOPES,
+    "expires_at": UPDATE_EXPIRY,
+    "label": UPDATE_LABEL,
+}
+
+
+def update(cur, key_id: int, changes: dict) -> None:
+    """Apply `changes` (rate_limit, scopes, expires_at, label) to one key; the caller commits."""
+    for column, value in changes.items():
+        if column == "scopes":
+            value = ",".join(sorted(value))
+        cur.execute(_UPDATES[column], {"key_id": key_id, "value": value})
+
+
+def reset_usage(cur, key_id: int) -> None:
+    """Today's count back to zero (a support ticket): the next request starts a fresh count."""
+    cur.execute(
+        "UPDATE api_keys SET calls_made = 0, last_reset = NULL WHERE id = %(key_id)s",
+        {"key_id": key_id},
+    )
+
+
+def end_overlap(cur, key_id: int, last_day: date) -> None:
+    """The old key of a rotation works through `last_day` (an earlier expiry is kept)."""
+    cur.execute(
+        "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, %(last_day)s), %(last_day)s) "
+        "WHERE id = %(key_id)s",
+        {"key_id": key_id, "last_day": last_day},
+    )
+
+
 def revoke(cur, key_id: int, now: datetime) -> bool:
     changed = cur.execute(
         "UPDATE api_keys SET is_valid = 0, revoked_at = %(now)s "
         "WHERE id = %(key_id)s AND revoked_at IS NULL",
         {"key_id": key_id, "now": now.replace(tzinfo=None)},
+    )
+    return changed == 1
+
+
+def rehash(cur, key_id: int, old_hash: str, new_hash: str) -> bool:
+    """Move a key to the current secret's hash (KEY_HASH_SECRET rotation); only if unchanged."""
+    changed = cur.execute(
+        "UPDATE api_keys SET key_hash = %(new)s WHERE id = %(key_id)s AND key_hash = %(old)s",
+        {"key_id": key_id, "old": old_hash, "new": new_hash},
     )
     return changed == 1
 

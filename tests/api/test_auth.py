@@ -11,7 +11,7 @@ import base64
 import pytest
 
 from assertions import ABC, DEF, assert_error
-from testkit import flush_audit
+from testkit import flush_audit, key_hash
 
 EXPORT = "/api/export?limit=1"
 
@@ -69,7 +69,7 @@ def test_lookup_is_by_hash(client, seeded):
     assert_error(client.get(EXPORT, headers={"X-API-Key": "key_DEF457"}), 401, "invalid_key")
     assert_error(client.get(EXPORT, headers={"X-API-Key": "key_DE"}), 401, "invalid_key")
     # Whatever hashes to the stored key_hash is the key, and nothing else is.
-    seeded.run("UPDATE api_keys SET key_hash = SHA2('rotated_key_1', 256) WHERE id = 2")
+    seeded.run("UPDATE api_keys SET key_hash = %s WHERE id = 2", (key_hash("rotated_key_1"),))
     assert_error(client.get(EXPORT, headers=DEF), 401, "invalid_key")
     assert client.get(EXPORT, headers={"X-API-Key": "rotated_key_1"}).status_code == 200
 

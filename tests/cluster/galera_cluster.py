@@ -27,7 +27,7 @@ import pymysql.cursors
 import requests
 
 from service import migrations
-from testkit import ROOT
+from testkit import ROOT, TEST_SECRET, key_hash
 
 GALERA = ROOT / "scripts" / "galera"
 # Client ports are drawn below the ephemeral range (32768+), where outgoing connections never
@@ -165,7 +165,7 @@ def cluster_database(cluster: Cluster, *, node: int = 0) -> Iterator[str]:
         conn = connect(cluster.ports[node], name)
         try:
             migrations.migrate(conn, log=lambda _line: None)
-            migrations.load_sample_data(conn)
+            migrations.load_sample_data(conn, TEST_SECRET)
         finally:
             conn.close()
         yield name
@@ -206,8 +206,8 @@ def add_key(port: int, database: str, key: str, limit: int) -> int:
         with conn.cursor() as cur:
             cur.execute(
                 "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, "
-                "calls_made, is_valid) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), 'export', %s, 0, 1)",
-                (key, key, limit),
+                "calls_made, is_valid) VALUES (1, %s, LEFT(%s, 6), 'export', %s, 0, 1)",
+                (key_hash(key), key, limit),
             )
             return cur.lastrowid
     finally:

@@ -21,6 +21,7 @@ from testkit import (
     Sql,
     fresh_database,
     invoke,
+    key_hash,
     make_app,
     new_database_name,
     root_connection,
@@ -284,10 +285,10 @@ def test_load_sample_data_loads_users_keys_and_articles(app, sql):
         "FROM api_keys ORDER BY id"
     )
     abc, def_ = keys
-    assert abc["key_hash"] == hashlib.sha256(b"key_ABC123").hexdigest()
+    assert abc["key_hash"] == key_hash("key_ABC123")
     assert (abc["user_id"], abc["key_prefix"], abc["rate_limit"]) == (1, "key_AB", 5)
     assert set(abc["scopes"].split(",")) == {"export", "import"}
-    assert def_["key_hash"] == hashlib.sha256(b"key_DEF456").hexdigest()
+    assert def_["key_hash"] == key_hash("key_DEF456")
     assert (def_["user_id"], def_["key_prefix"]) == (2, "key_DE")
     assert set(def_["scopes"].split(",")) == {"export", "audit"}
     assert def_["rate_limit"] >= 24 * 60  # a monitor run every minute, all day

@@ -155,3 +155,14 @@ def test_an_override_example_publishes_the_database_on_loopback_only():
     assert example["services"]["db"]["ports"] == ["127.0.0.1:3307:3306"]
     assert "docker-compose.override.yml" in (ROOT / ".gitignore").read_text().split()
     assert "docker-compose.override.example.yml" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_compose_gives_the_sample_database_its_public_secret_and_the_image_bakes_in_none():
+    from service.keys import SAMPLE_KEY_HASH_SECRET
+
+    services = compose()["services"]
+    for name in ("migrate", *API_REPLICAS):
+        value = services[name]["environment"]["KEY_HASH_SECRET"]
+        # Overridable from the environment; otherwise the sample data's public secret.
+        assert value == "${KEY_HASH_SECRET:-" + SAMPLE_KEY_HASH_SECRET + "}", name
+    assert "KEY_HASH_SECRET" not in (ROOT / "Dockerfile").read_text()

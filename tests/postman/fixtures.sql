@@ -1,6 +1,7 @@
 -- Fixtures for the Postman collection (collection.json): what it cannot arrange over HTTP.
--- Apply AFTER the migrations and the sample data (`flask --app service load-sample-data`):
---   mysql -uroot -h127.0.0.1 "$DB_NAME" < tests/postman/fixtures.sql
+-- Loaded with the sample data, which fills in the `{{key_hash:...}}` placeholders with the
+-- service's KEY_HASH_SECRET (the one function of service/keys.py):
+--   flask --app service load-sample-data --extra tests/postman/fixtures.sql
 -- scripts/postman does this on a fresh database. Re-applying it to the same database puts every
 -- key the collection uses back in its starting state, so the collection can run again the same
 -- UTC day (otherwise key_ABC123 is already spent by the previous run's load test).
@@ -15,11 +16,11 @@ INSERT INTO api_keys
   (user_id, key_hash, key_prefix, scopes, label, rate_limit, calls_made, is_valid, expires_at,
    last_reset, created_at, revoked_at)
 VALUES
-  (1, SHA2('key_YST789', 256), 'key_YS', 'export', 'postman: spent yesterday', 5, 5, 1,
+  (1, {{key_hash:key_YST789}}, 'key_YS', 'export', 'postman: spent yesterday', 5, 5, 1,
    NULL, UTC_DATE() - INTERVAL 1 DAY, UTC_TIMESTAMP() - INTERVAL 2 DAY, NULL),
-  (2, SHA2('key_EXP789', 256), 'key_EX', 'export', 'postman: expired', 100, 0, 1,
+  (2, {{key_hash:key_EXP789}}, 'key_EX', 'export', 'postman: expired', 100, 0, 1,
    UTC_DATE() - INTERVAL 1 DAY, NULL, UTC_TIMESTAMP() - INTERVAL 30 DAY, NULL),
-  (2, SHA2('key_RVK789', 256), 'key_RV', 'export', 'postman: revoked', 100, 0, 0,
+  (2, {{key_hash:key_RVK789}}, 'key_RV', 'export', 'postman: revoked', 100, 0, 0,
    NULL, NULL, UTC_TIMESTAMP() - INTERVAL 30 DAY, UTC_TIMESTAMP() - INTERVAL 1 DAY)
 ON DUPLICATE KEY UPDATE
   user_id = VALUES(user_id),
@@ -36,4 +37,4 @@ ON DUPLICATE KEY UPDATE
 -- The sample keys start the run unspent (the load test needs all five of key_ABC123's calls).
 UPDATE api_keys
    SET calls_made = 0, last_reset = NULL
- WHERE key_hash IN (SHA2('key_ABC123', 256), SHA2('key_DEF456', 256));
+ WHERE key_hash IN ({{key_hash:key_ABC123}}, {{key_hash:key_DEF456}});

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.keys import generate_key, hash_key, key_prefix
-from testkit import ROOT, Served, Sql, free_port, fresh_database, start_service
+from service.keys import generate_key, key_prefix
+from testkit import ROOT, Served, Sql, free_port, fresh_database, key_hash, start_service
 
 # What the instances behind the proxy run with: exactly one trusted proxy, as docs/operations.md
 # prescribes for this shape.
@@ -163,7 +163,7 @@ class Stack:
             "calls_made, is_valid, created_at) VALUES (%s, %s, %s, %s, 'proxy test', %s, 0, 1, %s)",
             (
                 user_id,
-                hash_key(key),
+                key_hash(key),
                 key_prefix(key),
                 scopes,
                 daily_limit,
@@ -174,14 +174,14 @@ class Stack:
 
     def calls_made(self, key: str) -> int:
         return self.sql.value(
-            "SELECT calls_made FROM api_keys WHERE key_hash = %s", (hash_key(key),)
+            "SELECT calls_made FROM api_keys WHERE key_hash = %s", (key_hash(key),)
         )
 
     def audit_rows(self, key: str) -> list[dict]:
         return self.sql.all(
             "SELECT a.* FROM audit_logs a JOIN api_keys k ON k.id = a.key_id "
             "WHERE k.key_hash = %s ORDER BY a.id",
-            (hash_key(key),),
+            (key_hash(key),),
         )
 
     def service_log_lines(self) -> list[dict]:

@@ -11,20 +11,19 @@ import sys
 import pytest
 from proxykit import proxy_stack
 
-from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT
+from service import migrations
+from service.keys import render_key_hashes
+from testkit import ROOT, TEST_SECRET
 
 pytestmark = [pytest.mark.proxy, pytest.mark.xdist_group("proxy_clients")]
 
 
 def load_postman_fixtures(sql) -> None:
-    """What the collection cannot arrange over HTTP (as scripts/postman does for its own run)."""
-    subprocess.run(
-        ["mysql", "--protocol=tcp", "-h", DB_HOST, "-P", str(DB_PORT), "-u", DB_USER, sql.database],
-        input=(ROOT / "tests" / "postman" / "fixtures.sql").read_bytes(),
-        env={**os.environ, "MYSQL_PWD": DB_PASS},
-        check=True,
-        capture_output=True,
-    )
+    """What the collection cannot arrange over HTTP (as scripts/postman does for its own run,
+    through `load-sample-data --extra`): its key hashes are filled in with the harness's secret."""
+    text = (ROOT / "tests" / "postman" / "fixtures.sql").read_text(encoding="utf-8")
+    for statement in migrations.split_statements(render_key_hashes(text, TEST_SECRET)):
+        sql.run(statement)
 
 
 @pytest.fixture(scope="module")

@@ -36,9 +36,11 @@ def keep_root_logger():
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    """No setting in the environment, and a project root (for `.env`) that we control."""
+    """No setting in the environment but the key hash secret (without which nothing boots:
+    tests/rules/test_key_hash_secret.py), and a project root (for `.env`) that we control."""
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KEY_HASH_SECRET", BASE_SETTINGS["KEY_HASH_SECRET"])
     monkeypatch.setattr(service.config, "PROJECT_ROOT", tmp_path)
     return tmp_path
 

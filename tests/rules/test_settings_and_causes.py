@@ -21,6 +21,8 @@ def no_dotenv(monkeypatch, tmp_path):
     monkeypatch.setattr(service.config, "PROJECT_ROOT", tmp_path)
     for name in SettingsSchema().fields:
         monkeypatch.delenv(name, raising=False)
+    # The one setting without a default (tests/rules/test_key_hash_secret.py covers its absence).
+    monkeypatch.setenv("KEY_HASH_SECRET", "tests-only-key-hash-secret-0123456789abcdef")
 
 
 def test_one_schema_holds_every_setting_of_the_app_and_of_gunicorn():

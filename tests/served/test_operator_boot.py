@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-from testkit import BASE_SETTINGS, ROOT, free_port, fresh_database, start_service, wait_until
+from testkit import (
+    BASE_SETTINGS,
+    ROOT,
+    TEST_SECRET,
+    free_port,
+    fresh_database,
+    start_service,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 SETTING_NAMES = {f.name for f in dataclasses.fields(Settings)}
@@ -44,6 +52,9 @@ def environment(**settings: str) -> dict[str, str]:
     """The caller's environment without any of the service's settings, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    # The secret that has no default, as a configured machine has it (else scripts/run
+    # generates one into the copy's .env first, and these tests are about the other settings).
+    env["KEY_HASH_SECRET"] = TEST_SECRET
     env.update(settings)
     return env
 

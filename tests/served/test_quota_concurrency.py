@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testkit import Sql, TcpRelay, wait_until
+from testkit import Sql, TcpRelay, key_hash, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -23,8 +23,8 @@ TOTAL = 500
 def add_key(sql: Sql, key: str = KEY, limit: int = LIMIT) -> int:
     sql.run(
         "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made, "
-        "is_valid) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), 'export', %s, 0, 1)",
-        (key, key, limit),
+        "is_valid) VALUES (1, %s, LEFT(%s, 6), 'export', %s, 0, 1)",
+        (key_hash(key), key, limit),
     )
     return sql.value("SELECT id FROM api_keys WHERE key_prefix = LEFT(%s, 6)", (key,))
 
