@@ -23,6 +23,7 @@ MAX_STREAM = 10_000_000
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
 _NOT_BLANK = validate.Regexp(r"\S", error="Must not be blank.")
 _CURSOR_PREFIX = b"id:"
+LANGUAGE_MAX_CHARS = 20  # articles.language VARCHAR(20): longer codes are a 400, not a 500
 
 
 class Cursor(fields.Field):
@@ -138,7 +139,10 @@ class ArticleIn(Schema):
     )
     language = fields.String(
         required=True,
-        validate=validate.Regexp(_LANGUAGE, error="Must be a language code such as en or zh-hans."),
+        validate=[
+            validate.Length(max=LANGUAGE_MAX_CHARS),
+            validate.Regexp(_LANGUAGE, error="Must be a language code such as en or zh-hans."),
+        ],
     )
     summary = fields.String(
         required=True, validate=[validate.Length(min=1, max=20_000), _NOT_BLANK]
