@@ -24,6 +24,7 @@ MAX_STREAM = 10_000_000
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
 _NOT_BLANK = validate.Regexp(r"\S", error="Must not be blank.")
 _CURSOR_PREFIX = b"id:"
+LANGUAGE_MAX_CHARS = 20  # articles.language VARCHAR(20): longer codes are a 400, not a 500
 
 
 # Column sizes the validation must respect, or the database refuses the row (a 500 otherwise).

@@ -46,10 +46,10 @@ def metrics_endpoint() -> Response:
 
 
 def _read_migration_version() -> None:
-    metrics.MIGRATION_LATEST.set(migrations.latest_version())
+    metrics.families().MIGRATION_LATEST.set(migrations.latest_version())
     try:
         version = current_app.extensions["db"].read(migrations.current_version)
     except Exception:  # the database is down: the scrape still answers, without the version
         current_app.logger.warning("metrics: migration version unreadable", exc_info=False)
         return
-    metrics.MIGRATION_VERSION.set(version)
+    metrics.families().MIGRATION_VERSION.set(version)

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-import service.metrics  # noqa: F401 - registers the service's metrics
+import service.metric_defs  # noqa: F401 - registers the service's metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 # Names as PromQL sees them: a counter's _total, a histogram's _bucket/_count/_sum.
