@@ -201,19 +201,8 @@ DELIMITER //
 CREATE PROCEDURE wme_sample_migration_0005()
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version = 5) THEN
--- 0005: one audit row per request, however often its write is retried.
--- The audit writer sends a batch again when it did not get the database's answer (a read
--- timeout, a dropped connection), but the database may have committed it already. Each row now
--- carries a unique id made by the service (`audit_uid`), and the writer inserts with
--- INSERT IGNORE: a row that is already there is skipped, never written twice. The id is the
--- service's own, not the client's X-Request-ID, which a client may repeat on distinct requests.
--- Rows written before this migration have no id (NULL; a UNIQUE index admits many NULLs).
--- Resumable: each step runs only while its change is still missing.
-
--- when: column audit_logs.audit_uid is missing
 ALTER TABLE audit_logs ADD COLUMN audit_uid CHAR(32) NULL;
 
--- when: index audit_logs.uq_audit_logs_audit_uid is missing
 ALTER TABLE audit_logs ADD UNIQUE INDEX uq_audit_logs_audit_uid (audit_uid);
 INSERT IGNORE INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'audit_write_once', 'ab114e9844d0efe0b211fee1647c45459ad457ce7dd24f3f247f1f69dda4e00e', UTC_TIMESTAMP());
   END IF;
@@ -223,12 +212,6 @@ CALL wme_sample_migration_0005();
 DROP PROCEDURE wme_sample_migration_0005;
 
 -- ---- migration 0006_auth_failures.sql ----
--- 0006: failed authentications counted per client address and minute, shared by every worker
--- and instance (service/auth_throttle.py). No address is stored: a row holds an HMAC of the
--- address keyed with a random salt of its minute, and the salt and the rows are deleted once
--- their minute has passed, after which no row can be linked to an address again.
--- Resumable: both statements leave an existing table as it is.
-
 CREATE TABLE IF NOT EXISTS auth_failure_salts (
   window_start DATETIME NOT NULL PRIMARY KEY,
   salt BINARY(16) NOT NULL
