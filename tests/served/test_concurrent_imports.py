@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testkit import Sql
+from testkit import Sql, key_hash
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,8 +42,8 @@ def test_48_concurrent_imports_of_the_same_urls_never_say_the_database_is_down(
     sql = Sql(sample_database)
     sql.run(
         "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made, "
-        "is_valid) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), 'import', 1000, 0, 1)",
-        (KEY, KEY),
+        "is_valid) VALUES (1, %s, LEFT(%s, 6), 'import', 1000, 0, 1)",
+        (key_hash(KEY), KEY),
     )
     served = serve(sample_database, workers=AT_ONCE)
 

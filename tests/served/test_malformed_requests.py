@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from testkit import Sql
+from testkit import Sql, key_hash
 
 pytestmark = [pytest.mark.e2e]
 
@@ -71,8 +71,8 @@ def served(sample_database, serve):
     sql = Sql(sample_database)
     sql.run(
         "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made, "
-        "is_valid) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), 'export,import', 100, 0, 1)",
-        (NEW_KEY, NEW_KEY),
+        "is_valid) VALUES (1, %s, LEFT(%s, 6), 'export,import', 100, 0, 1)",
+        (key_hash(NEW_KEY), NEW_KEY),
     )
     instance = serve(sample_database, workers=2)
     yield instance, sql

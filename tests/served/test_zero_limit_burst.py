@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from testkit import Sql
+from testkit import Sql, key_hash
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -45,8 +45,8 @@ def test_300_concurrent_requests_on_a_limit_of_zero_or_less_admit_none(
     # Set by SQL, as an operator might: the CLI itself refuses a negative limit.
     sql.run(
         "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made, "
-        "is_valid, last_reset) VALUES (1, SHA2(%s, 256), LEFT(%s, 6), 'export', %s, 0, 1, NULL)",
-        (key, key, limit),
+        "is_valid, last_reset) VALUES (1, %s, LEFT(%s, 6), 'export', %s, 0, 1, NULL)",
+        (key_hash(key), key, limit),
     )
     served = serve(sample_database, workers=4)
     responses = burst(served.url, key)
