@@ -44,7 +44,8 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
     echo "installing the Python packages of $requirements into .venv (pip)" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
-    touch "$stamp"
+    # Every requirements file includes requirements.txt: that one is installed too.
+    touch "$stamp" .venv/.installed-requirements.txt
   fi
 }
 

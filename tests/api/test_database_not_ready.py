@@ -65,10 +65,11 @@ def test_a_missing_table_on_a_current_schema_is_still_a_500(app, sql, client):
     sql.run("DROP VIEW masked_audit_logs")
     sql.run("INSERT INTO users (id, username, email, permission_level) VALUES "
             "(9, 'u', 'u@example.com', 'admin')")
-    from service.keys import hash_key
+    from testkit import key_hash
+
     sql.run("INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made,"
             " is_valid, created_at) VALUES (9, %s, 'key_ZZ', 'audit', 10, 0, 1, UTC_TIMESTAMP())",
-            (hash_key("key_ZZZZZZ"),))
+            (key_hash("key_ZZZZZZ"),))
     response = client.get("/api/audit", headers={"X-API-Key": "key_ZZZZZZ"})
     assert response.status_code == 500
 
