@@ -113,7 +113,10 @@ def monitor(base_url: str) -> tuple[int, str]:
     env["MONITOR_API_KEY"] = "key_DEF456"
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "service_monitor.py"), "--base-url", base_url],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return done.returncode, done.stdout + done.stderr
 
@@ -153,10 +156,14 @@ def monitor_validation() -> None:
         "",
     ]
     for what, expected, code, output in runs:
-        text += [f"## {what}: exit {code} (expected {expected})",
-                 "$ MONITOR_API_KEY=... python scripts/service_monitor.py --base-url <url>",
-                 re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", output)
-                 .replace(f"{ROOT}/", "").rstrip(), ""]
+        text += [
+            f"## {what}: exit {code} (expected {expected})",
+            "$ MONITOR_API_KEY=... python scripts/service_monitor.py --base-url <url>",
+            re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", output)
+            .replace(f"{ROOT}/", "")
+            .rstrip(),
+            "",
+        ]
         if str(code) != expected:
             raise SystemExit(f"monitor exit {code} for {what}, expected {expected}")
     write_checked(MONITORING / "validation.txt", "\n".join(text) + "\n")
@@ -174,8 +181,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-screenshots", action="store_true")
     parser.add_argument("--monitor-only", action="store_true", help="only the monitor's samples")
-    parser.add_argument("--install", action="store_true",
-                        help="install missing Debian packages (faketime, chromium) with apt-get")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="install missing Debian packages (faketime, chromium) with apt-get",
+    )
     args = parser.parse_args()
     screenshots = not (args.skip_screenshots or args.monitor_only)
     if not args.monitor_only:

@@ -47,7 +47,8 @@ def ensure_database(settings) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "CREATE DATABASE IF NOT EXISTS " + quote_identifier(settings.DB_NAME)
+                "CREATE DATABASE IF NOT EXISTS "
+                + quote_identifier(settings.DB_NAME)
                 + " CHARACTER SET utf8mb4"
             )
     finally:
@@ -55,14 +56,25 @@ def ensure_database(settings) -> None:
 
 
 @click.command("migrate")
-@click.option("--plan", "plan_only", is_flag=True,
-              help="Print what the upgrade would do, per key and in total; change nothing.")
-@click.option("--expired-grace-days", type=click.IntRange(min=1, max=365),
-              default=legacy_upgrade.DEFAULT_GRACE_DAYS, show_default=True,
-              help="Legacy keys past their expiry (which legacy ignored) keep working this many "
-                   "days after the upgrade.")
-@click.option("--enforce-expiry-now", is_flag=True,
-              help="No grace: legacy keys past their expiry are refused from the upgrade on.")
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print what the upgrade would do, per key and in total; change nothing.",
+)
+@click.option(
+    "--expired-grace-days",
+    type=click.IntRange(min=1, max=365),
+    default=legacy_upgrade.DEFAULT_GRACE_DAYS,
+    show_default=True,
+    help="Legacy keys past their expiry (which legacy ignored) keep working this many "
+    "days after the upgrade.",
+)
+@click.option(
+    "--enforce-expiry-now",
+    is_flag=True,
+    help="No grace: legacy keys past their expiry are refused from the upgrade on.",
+)
 @with_appcontext
 def migrate_command(plan_only: bool, expired_grace_days: int, enforce_expiry_now: bool) -> None:
     """Create the database if needed and apply pending migrations (a re-run is a no-op).
@@ -83,8 +95,10 @@ def migrate_command(plan_only: bool, expired_grace_days: int, enforce_expiry_now
         finally:
             conn.close()
         if not exists:
-            click.echo(f"database {settings.DB_NAME} does not exist: migrate creates it, then "
-                       "applies every migration")
+            click.echo(
+                f"database {settings.DB_NAME} does not exist: migrate creates it, then "
+                "applies every migration"
+            )
             return
         conn = connect(settings)
         try:
@@ -105,7 +119,9 @@ def migrate_command(plan_only: bool, expired_grace_days: int, enforce_expiry_now
             on_plan=lambda plan: click.echo("\n".join(plan.lines())),
         )
     except (
-        migrations.MigrationError, migration_lock.LockNotGranted, legacy_upgrade.UpgradeRefused
+        migrations.MigrationError,
+        migration_lock.LockNotGranted,
+        legacy_upgrade.UpgradeRefused,
     ) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -120,10 +136,14 @@ def _database_exists(cur, name: str) -> bool:
 
 
 @click.command("load-sample-data")
-@click.option("--extra", "extra", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Another SQL file to load after the sample data (test fixtures), with its "
-                   "{{key_hash:...}} placeholders filled in the same way.")
+@click.option(
+    "--extra",
+    "extra",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Another SQL file to load after the sample data (test fixtures), with its "
+    "{{key_hash:...}} placeholders filled in the same way.",
+)
 @with_appcontext
 def load_sample_data_command(extra: tuple[Path, ...]) -> None:
     """Load the sample users, keys and articles (idempotent). Never run in production."""
@@ -184,8 +204,6 @@ for _command in SUPPORT_COMMANDS:
     keys_group.add_command(_command)
 
 
-
-
 def _parse_scopes(value: str) -> set[str]:
     scopes = {s.strip() for s in value.split(",") if s.strip()}
     unknown = scopes - set(SCOPES)
@@ -197,10 +215,19 @@ def _parse_scopes(value: str) -> set[str]:
 @keys_group.command("create")
 @click.option("--user-id", type=click.IntRange(min=1), required=True)
 @click.option("--scopes", default="export", show_default=True, help="Comma-separated scopes.")
-@click.option("--daily-limit", type=DAILY_LIMIT, default=100, show_default=True,
-              help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT} (0: the key admits nothing).")
-@click.option("--expires", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Last UTC day the key works (YYYY-MM-DD); default: never expires.")
+@click.option(
+    "--daily-limit",
+    type=DAILY_LIMIT,
+    default=100,
+    show_default=True,
+    help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT} (0: the key admits nothing).",
+)
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Last UTC day the key works (YYYY-MM-DD); default: never expires.",
+)
 @click.option("--label", default=None, help="A note for operators (never shown to clients).")
 @with_appcontext
 def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> None:
@@ -228,7 +255,8 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
         conn.close()
     click.echo(
         f"created key id {key_id} ({mask_key(key)}) for user {user_id}, scopes "
-        f"{','.join(sorted(scope_set))}, {daily_limit} calls a day", err=True
+        f"{','.join(sorted(scope_set))}, {daily_limit} calls a day",
+        err=True,
     )
     click.echo(key)
 
@@ -244,8 +272,10 @@ def keys_list() -> None:
     finally:
         conn.close()
     today = utc_now().date()
-    header = f"{'id':>4}  {'key':<10} {'user':>4}  {'scopes':<26} {'limit':>7} {'today':>7}  " \
-             f"{'expires':<10}  {'status':<8} weak"
+    header = (
+        f"{'id':>4}  {'key':<10} {'user':>4}  {'scopes':<26} {'limit':>7} {'today':>7}  "
+        f"{'expires':<10}  {'status':<8} weak"
+    )
     click.echo(header)
     for r in rows:
         if r["revoked_at"] is not None or not r["is_valid"]:
@@ -263,8 +293,10 @@ def keys_list() -> None:
         )
     weak = sum(1 for r in rows if r["weak"] and r["revoked_at"] is None and r["is_valid"])
     if weak:
-        click.echo(f"{weak} weak key(s) (legacy, under 128 bits): replace each with "
-                   "flask --app service keys rotate ID --overlap-days 7")
+        click.echo(
+            f"{weak} weak key(s) (legacy, under 128 bits): replace each with "
+            "flask --app service keys rotate ID --overlap-days 7"
+        )
 
 
 @keys_group.command("revoke")
@@ -284,11 +316,20 @@ def keys_revoke(key_id: int) -> None:
 
 
 @click.command("purge-audit-logs")
-@click.option("--days", type=click.IntRange(min=1), default=None,
-              help="Keep this many days (default: AUDIT_RETENTION_DAYS).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep this many days (default: AUDIT_RETENTION_DAYS).",
+)
 @click.option("--batch", type=click.IntRange(min=1, max=100_000), default=5000, show_default=True)
-@click.option("--pause", type=click.FloatRange(min=0), default=0.05, show_default=True,
-              help="Seconds between batches, so the purge never holds locks for long.")
+@click.option(
+    "--pause",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Seconds between batches, so the purge never holds locks for long.",
+)
 @with_appcontext
 def purge_audit_logs_command(days: int | None, batch: int, pause: float) -> None:
     """Delete audit rows older than the retention period, in batches (meant for cron)."""

@@ -29,10 +29,12 @@ from service.keys import MIN_SECRET_LENGTH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-UNSET_SECRET_LINE = " ".join((
-    "KEY_HASH_SECRET is not set: the service refuses to start without the secret its key",
-    "hashes are keyed with (docs/operations.md, 'Key hash secret')",
-))
+UNSET_SECRET_LINE = " ".join(
+    (
+        "KEY_HASH_SECRET is not set: the service refuses to start without the secret its key",
+        "hashes are keyed with (docs/operations.md, 'Key hash secret')",
+    )
+)
 # The exit status of a boot refused for its configuration (a usage error, as click has it).
 EXIT_BAD_SETTING = 2
 
@@ -101,9 +103,7 @@ class SettingsSchema(Schema):
     DB_HOSTS = mf.String(
         load_default="",
         validate=lambda value: _valid_db_hosts(value),
-        metadata=_accepts(
-            "empty, or a comma-separated list of distinct host:port pairs", ""
-        ),
+        metadata=_accepts("empty, or a comma-separated list of distinct host:port pairs", ""),
     )
     DB_NAME = mf.String(
         load_default="wikimedia_prod",
@@ -133,9 +133,7 @@ class SettingsSchema(Schema):
         0, 1_000_000, "a whole number from 0 (no limit) to 1000000", 30
     )
     # Largest accepted request body, in bytes (imports); larger bodies get 413.
-    MAX_BODY_BYTES = _whole(
-        1024, 2**40, "a whole number of bytes, at least 1024", 64 * 1024 * 1024
-    )
+    MAX_BODY_BYTES = _whole(1024, 2**40, "a whole number of bytes, at least 1024", 64 * 1024 * 1024)
     # ---- audit trail
     AUDIT_RETENTION_DAYS = _whole(
         1, 36_500, "a whole number of days from 1 to 36500 (0 would purge every row)", 90
@@ -163,14 +161,18 @@ class SettingsSchema(Schema):
     KEY_HASH_SECRET = mf.String(
         load_default="",
         validate=validate.Length(min=MIN_SECRET_LENGTH),
-        metadata=_accepts(f"a secret of at least {MIN_SECRET_LENGTH} characters, kept outside "
-                          "the database (docs/operations.md, 'Key hash secret')"),
+        metadata=_accepts(
+            f"a secret of at least {MIN_SECRET_LENGTH} characters, kept outside "
+            "the database (docs/operations.md, 'Key hash secret')"
+        ),
     )
     KEY_HASH_SECRET_PREVIOUS = mf.String(
         load_default="",
         validate=validate.Length(min=MIN_SECRET_LENGTH),
-        metadata=_accepts(f"empty, or the previous secret (at least {MIN_SECRET_LENGTH} "
-                          "characters) during a rotation"),
+        metadata=_accepts(
+            f"empty, or the previous secret (at least {MIN_SECRET_LENGTH} "
+            "characters) during a rotation"
+        ),
     )
     LOG_LEVEL = mf.String(
         load_default="INFO",
@@ -192,12 +194,8 @@ class SettingsSchema(Schema):
         validate=validate.Range(min=1, max=256),
         metadata=_accepts("empty (2 x cores + 1), or a whole number of workers from 1 to 256"),
     )
-    GUNICORN_TIMEOUT = _whole(
-        1, 3600, "a whole number of seconds from 1 to 3600", 60
-    )
-    GUNICORN_GRACEFUL_TIMEOUT = _whole(
-        1, 3600, "a whole number of seconds from 1 to 3600", 30
-    )
+    GUNICORN_TIMEOUT = _whole(1, 3600, "a whole number of seconds from 1 to 3600", 60)
+    GUNICORN_GRACEFUL_TIMEOUT = _whole(1, 3600, "a whole number of seconds from 1 to 3600", 30)
 
     # ---- metrics
     # Who may read /metrics (service/blueprints/meta.py); anyone else gets a 404.

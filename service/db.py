@@ -34,15 +34,24 @@ MIGRATE_COMMAND = "flask --app service migrate"
 # PyMySQL raises OperationalError both for "the database could not be asked" and for errors a
 # retry cannot mend (a missing privilege, 1142/1143/1044). Only these numbers mean unavailable
 # (answer 503 and reconnect); the rest are bugs or misconfiguration (500, connection kept).
-UNAVAILABLE_CODES = frozenset({
-    1040,  # too many connections
-    1045,  # access denied at connect (credentials rotated under us)
-    1047,  # Galera: this node is not in the primary component (WSREP not ready)
-    1053,  # server shutdown in progress
-    1927,  # connection killed (MariaDB)
-    2002, 2003, 2005, 2006, 2012, 2013, 2026, 2055,  # client: cannot connect, gone, lost
-    4031,  # disconnected by the server (MySQL 8)
-})
+UNAVAILABLE_CODES = frozenset(
+    {
+        1040,  # too many connections
+        1045,  # access denied at connect (credentials rotated under us)
+        1047,  # Galera: this node is not in the primary component (WSREP not ready)
+        1053,  # server shutdown in progress
+        1927,  # connection killed (MariaDB)
+        2002,
+        2003,
+        2005,
+        2006,
+        2012,
+        2013,
+        2026,
+        2055,  # client: cannot connect, gone, lost
+        4031,  # disconnected by the server (MySQL 8)
+    }
+)
 CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 # The database is up but two transactions collided: a deadlock (1213; on a Galera cluster also a
 # certification conflict, when another node committed the same row first) or a lock wait that
@@ -68,6 +77,7 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     return code is None or code in UNAVAILABLE_CODES
+
 
 # A connection idle longer than this is pinged before use: MySQL may have closed it
 # (wait_timeout), and a ping is cheaper than a failed request.

@@ -137,8 +137,13 @@ def record(event: str, actor: str | None, row: dict, **details) -> None:
     """The who-did-what line: JSON on stderr through the service's log formatter."""
     log.info(
         event,
-        extra={"event": event, "actor": _actor(actor), "key_id": row["id"],
-               "key_prefix": row["key_prefix"], **details},
+        extra={
+            "event": event,
+            "actor": _actor(actor),
+            "key_id": row["id"],
+            "key_prefix": row["key_prefix"],
+            **details,
+        },
     )
 
 
@@ -188,8 +193,10 @@ def keys_show(key_id: int, actor: str | None) -> None:
         ("scopes", ",".join(s for s in SCOPES if s in row["scopes"])),
         ("daily limit", row["rate_limit"]),
         ("used today", f"{used} (UTC day {today.isoformat()})"),
-        ("expires", _day(row["expires_at"]) + (" (last UTC day it works)" if row["expires_at"]
-                                               else "")),
+        (
+            "expires",
+            _day(row["expires_at"]) + (" (last UTC day it works)" if row["expires_at"] else ""),
+        ),
         ("status", _status(row, today)),
         ("weak", "yes: rotate it (keys rotate ID --overlap-days 7)" if row["weak"] else "no"),
         ("label", row["label"] or "-"),
@@ -203,8 +210,12 @@ def keys_show(key_id: int, actor: str | None) -> None:
 
 @click.command("update")
 @click.argument("key_id", type=KEY_ID)
-@click.option("--daily-limit", type=DAILY_LIMIT, default=None,
-              help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT}.")
+@click.option(
+    "--daily-limit",
+    type=DAILY_LIMIT,
+    default=None,
+    help=f"Requests a UTC day, 0 to {MAX_DAILY_LIMIT}.",
+)
 @click.option("--scopes", type=SCOPE_LIST, default=None, help="Comma-separated scopes.")
 @click.option("--expires", type=DAY, default=None, help="Last UTC day the key works.")
 @click.option("--no-expiry", is_flag=True, help="The key never expires.")
@@ -244,8 +255,13 @@ def keys_update(key_id, daily_limit, scopes, expires, no_expiry, label, actor) -
         "label": row["label"],
     }
     after = {
-        k: (",".join(s for s in SCOPES if s in v) if k == "scopes" else
-            _day(v) if k == "expires_at" else v)
+        k: (
+            ",".join(s for s in SCOPES if s in v)
+            if k == "scopes"
+            else _day(v)
+            if k == "expires_at"
+            else v
+        )
         for k, v in changes.items()
     }
     record("keys.update", actor, row, before={k: before[k] for k in after}, after=after)
@@ -264,10 +280,18 @@ def _label_given() -> bool:
 
 @click.command("rotate")
 @click.argument("key_id", type=KEY_ID)
-@click.option("--overlap-days", type=click.IntRange(min=0, max=MAX_OVERLAP_DAYS), required=True,
-              help="Days the old key keeps working after today (0: through today only).")
-@click.option("--expires", type=DAY, default=None,
-              help="Last UTC day the NEW key works (default: it never expires).")
+@click.option(
+    "--overlap-days",
+    type=click.IntRange(min=0, max=MAX_OVERLAP_DAYS),
+    required=True,
+    help="Days the old key keeps working after today (0: through today only).",
+)
+@click.option(
+    "--expires",
+    type=DAY,
+    default=None,
+    help="Last UTC day the NEW key works (default: it never expires).",
+)
 @actor_option
 @with_appcontext
 def keys_rotate(key_id: int, overlap_days: int, expires: date | None, actor: str | None) -> None:
@@ -304,12 +328,20 @@ def keys_rotate(key_id: int, overlap_days: int, expires: date | None, actor: str
     finally:
         conn.close()
     old_last = min(row["expires_at"], last_day) if row["expires_at"] else last_day
-    record("keys.rotate", actor, row, new_key_id=new_id, new_key_prefix=key_prefix(key),
-           old_key_last_day=old_last.isoformat(), overlap_days=overlap_days)
+    record(
+        "keys.rotate",
+        actor,
+        row,
+        new_key_id=new_id,
+        new_key_prefix=key_prefix(key),
+        old_key_last_day=old_last.isoformat(),
+        overlap_days=overlap_days,
+    )
     click.echo(
         f"rotated key id {key_id} ({mask_key(row['key_prefix'])}): new key id {new_id} "
         f"({mask_key(key)}), same owner, scopes and limit; the old key works through "
-        f"{old_last.isoformat()} (UTC), then expires", err=True,
+        f"{old_last.isoformat()} (UTC), then expires",
+        err=True,
     )
     click.echo(key)
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "wme"
-AUTH_FAILURE_CODES = frozenset({
-    "missing_key",
-    "invalid_key",
-    "key_expired",
-    "key_disabled",
-    "insufficient_scope",
-    "too_many_failed_authentications",
-})
+AUTH_FAILURE_CODES = frozenset(
+    {
+        "missing_key",
+        "invalid_key",
+        "key_expired",
+        "key_disabled",
+        "insufficient_scope",
+        "too_many_failed_authentications",
+    }
+)
 
 REQUESTS = Counter(
     f"{PREFIX}_http_requests",

@@ -23,6 +23,7 @@ from flask import Flask, Response, g, request
 UNMATCHED_ROUTE = "(unmatched)"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+
 def families():
     """The metric families (service/metric_defs.py), imported on first use; see its docstring
     for why not at import."""

@@ -42,8 +42,11 @@ def say(line: str) -> None:
 def check_port(settings: Settings) -> int:
     if port_taken(settings.BIND_HOST, settings.PORT):
         spare = next(
-            (p for p in range(settings.PORT + 1, settings.PORT + 50)
-             if not port_taken(settings.BIND_HOST, p)),
+            (
+                p
+                for p in range(settings.PORT + 1, settings.PORT + 50)
+                if not port_taken(settings.BIND_HOST, p)
+            ),
             None,
         )
         example = f"PORT={spare} scripts/run" if spare else "PORT=<another port> scripts/run"
@@ -76,7 +79,10 @@ def local_server_port() -> int | None:
     try:
         out = subprocess.run(
             ["my_print_defaults", "mysqld", "mariadbd", "mariadb", "server"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         out = ""
@@ -109,8 +115,9 @@ def check_database(settings: Settings, wait: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.preflight")
     parser.add_argument("checks", nargs="+", choices=["settings", "port", "database"])
-    parser.add_argument("--wait", type=float, default=0.0,
-                        help="database: keep trying for this many seconds")
+    parser.add_argument(
+        "--wait", type=float, default=0.0, help="database: keep trying for this many seconds"
+    )
     args = parser.parse_args(argv)
     settings = load_or_exit()
     for check in args.checks:

@@ -69,7 +69,7 @@ class Cursor(fields.Field):
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):
             raise ValidationError("Not a valid cursor.") from None
-        digits = raw[len(_CURSOR_PREFIX):]
+        digits = raw[len(_CURSOR_PREFIX) :]
         if not raw.startswith(_CURSOR_PREFIX) or not _ASCII_DIGITS.match(digits.decode("latin-1")):
             raise ValidationError("Not a valid cursor.")
         last_id = int(digits)

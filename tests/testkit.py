@@ -42,7 +42,10 @@ DB_PASS = os.environ.get("TEST_DB_PASS", "")
 # a production value; the upgrade refuses the public sample one.
 TEST_SECRET = "tests-only-key-hash-secret-0123456789abcdef"
 DB_SETTINGS = {
-    "DB_HOST": DB_HOST, "DB_PORT": DB_PORT, "DB_USER": DB_USER, "DB_PASS": DB_PASS,
+    "DB_HOST": DB_HOST,
+    "DB_PORT": DB_PORT,
+    "DB_USER": DB_USER,
+    "DB_PASS": DB_PASS,
     "KEY_HASH_SECRET": TEST_SECRET,
 }
 # Settings the tests pass explicitly, so a developer's .env never leaks into a run.
@@ -211,7 +214,11 @@ class Served:
         self.ready_path = ready_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

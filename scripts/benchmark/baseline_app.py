@@ -72,8 +72,14 @@ def b1() -> Response:
     with connection().cursor() as cur:
         cur.execute(SELECT_ONE, (B1_ID,))
         row = cur.fetchone()
-    return _json({"status": "success", "id": row["id"], "limit": row["rate_limit"],
-                  "used": row["calls_made"]})
+    return _json(
+        {
+            "status": "success",
+            "id": row["id"],
+            "limit": row["rate_limit"],
+            "used": row["calls_made"],
+        }
+    )
 
 
 @app.get("/b2")
@@ -89,11 +95,18 @@ def b3() -> Response:
         cur.execute(FIND_BY_HASH, {"key_hash": B3_HASH})
         key = cur.fetchone()
         today = datetime.now(UTC).date()
-        admitted = cur.execute(
-            CONSUME_QUOTA, {"key_id": key["id"], "today": today, "scope": "export"}
-        ) == 1
+        admitted = (
+            cur.execute(CONSUME_QUOTA, {"key_id": key["id"], "today": today, "scope": "export"})
+            == 1
+        )
         cur.execute(PAGE, {"before_id": None, "since": None, "limit": 2})
         rows = cur.fetchall()
     article = rows[0]
-    return _json({"status": "success", "admitted": admitted, "used": cur.lastrowid,
-                  "data": [{**article, "updated_at": article["updated_at"].isoformat()}]})
+    return _json(
+        {
+            "status": "success",
+            "admitted": admitted,
+            "used": cur.lastrowid,
+            "data": [{**article, "updated_at": article["updated_at"].isoformat()}],
+        }
+    )

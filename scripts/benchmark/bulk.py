@@ -55,9 +55,20 @@ class Cpu:
 
 def client_export(database: str) -> dict:
     """The `mariadb --batch` client selecting the export's columns, output discarded."""
-    argv = ["mariadb", "--batch", "--protocol=tcp", "-h", DB_HOST, "-P", str(DB_PORT),
-            "-u", DB_USER, database, "-e",
-            "SELECT id,title,url,language,summary,updated_at FROM articles ORDER BY id DESC"]
+    argv = [
+        "mariadb",
+        "--batch",
+        "--protocol=tcp",
+        "-h",
+        DB_HOST,
+        "-P",
+        str(DB_PORT),
+        "-u",
+        DB_USER,
+        database,
+        "-e",
+        "SELECT id,title,url,language,summary,updated_at FROM articles ORDER BY id DESC",
+    ]
     env = {**os.environ, "MYSQL_PWD": DB_PASS}
     db_pid = mariadb_pid()
     db_start = cpu_seconds(db_pid) if db_pid else 0.0
@@ -74,9 +85,14 @@ def client_export(database: str) -> dict:
         raise RuntimeError("the mariadb client failed")
     proc.returncode = 0
     rows = lines - 1  # the header line
-    return {"rows": rows, "bytes": nbytes, "seconds": round(seconds, 3),
-            "rows_per_s": round(rows / seconds),
-            "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "db_cpu_s": round(db, 2)}
+    return {
+        "rows": rows,
+        "bytes": nbytes,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "db_cpu_s": round(db, 2),
+    }
 
 
 def service_export(server: Served, key: str) -> dict:
@@ -101,22 +117,32 @@ def service_export(server: Served, key: str) -> dict:
         log(f"bulk: the export stream broke after {lines:,} rows ({type(exc).__name__})")
     seconds = time.monotonic() - started
     conn.close()
-    return {"status": response.status, "rows": lines, "bytes": nbytes, "complete": complete,
-            "seconds": round(seconds, 3), "first_byte_s": round(first_byte, 3),
-            "rows_per_s": round(lines / seconds)}
+    return {
+        "status": response.status,
+        "rows": lines,
+        "bytes": nbytes,
+        "complete": complete,
+        "seconds": round(seconds, 3),
+        "first_byte_s": round(first_byte, 3),
+        "rows_per_s": round(lines / seconds),
+    }
 
 
 def ndjson_body(count: int) -> bytes:
     lines = []
     summary = ("Imported benchmark article. " * 12)[:300]
     for i in range(count):
-        lines.append(json.dumps({
-            "title": f"Imported article {i}",
-            "url": f"https://de.wikipedia.org/wiki/Import_{i}",
-            "language": "de",
-            "summary": f"{i} {summary}",
-            "updated_at": "2025-06-01T12:00:00Z",
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "title": f"Imported article {i}",
+                    "url": f"https://de.wikipedia.org/wiki/Import_{i}",
+                    "language": "de",
+                    "summary": f"{i} {summary}",
+                    "updated_at": "2025-06-01T12:00:00Z",
+                }
+            )
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -125,8 +151,12 @@ def service_import(server: Served, key: str, body: bytes) -> dict:
     started = time.monotonic()
     result: dict = {"bytes": len(body)}
     try:
-        conn.request("POST", "/api/import", body=body,
-                     headers={"X-API-Key": key, "Content-Type": "application/x-ndjson"})
+        conn.request(
+            "POST",
+            "/api/import",
+            body=body,
+            headers={"X-API-Key": key, "Content-Type": "application/x-ndjson"},
+        )
         response = conn.getresponse()
         payload = response.read()
         result["status"] = response.status
@@ -164,13 +194,20 @@ def bulk(database: str, keys: Keys, args, logs: Path) -> dict:
         log("bulk: NDJSON export through the service")
         cpu = Cpu(worker)
         export = service_export(server, keys.bulk)
-        export.update(rss_before_kb=before.get("VmRSS"), peak_rss_kb=vm_status(worker).get("VmHWM"),
-                      **cpu.used())
+        export.update(
+            rss_before_kb=before.get("VmRSS"),
+            peak_rss_kb=vm_status(worker).get("VmHWM"),
+            **cpu.used(),
+        )
         log("bulk: mariadb --batch client, second pass")
         client_runs.append(client_export(database))
         client = max(client_runs, key=lambda r: r["rows_per_s"])
-        result.update(export=export, client=client, client_runs=client_runs,
-                      export_ratio=round(export["rows_per_s"] / client["rows_per_s"], 3))
+        result.update(
+            export=export,
+            client=client,
+            client_runs=client_runs,
+            export_ratio=round(export["rows_per_s"] / client["rows_per_s"], 3),
+        )
 
         body = ndjson_body(args.import_rows)
         server.wait_ready()
@@ -180,8 +217,11 @@ def bulk(database: str, keys: Keys, args, logs: Path) -> dict:
         log(f"bulk: NDJSON import of {args.import_rows:,} articles ({len(body) / 1e6:.0f} MB)")
         cpu = Cpu(worker)
         imported = service_import(server, keys.bulk, body)
-        imported.update(rss_before_kb=before.get("VmRSS"),
-                        peak_rss_kb=vm_status(worker).get("VmHWM"), **cpu.used())
+        imported.update(
+            rss_before_kb=before.get("VmRSS"),
+            peak_rss_kb=vm_status(worker).get("VmHWM"),
+            **cpu.used(),
+        )
         result["import"] = imported
     finally:
         server.stop(timeout=60)

@@ -44,21 +44,39 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="WEB_CONCURRENCY (all servers)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--f-keys", type=int, default=1,
-                        help="keys the F run spreads its requests over (default 1: one row)")
+    parser.add_argument(
+        "--f-keys",
+        type=int,
+        default=1,
+        help="keys the F run spreads its requests over (default 1: one row)",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="articles for the export")
     parser.add_argument("--import-rows", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true",
-                        help="5 s runs, 2 s warm-up, 100,000 articles, 10,000 imported")
-    parser.add_argument("--only", default="B0,B1,B2,B3,F,R,U,bulk",
-                        help="comma-separated subset of B0,B1,B2,B3,F,R,U,bulk (to iterate on "
-                             "one part; the table of record runs them all)")
-    parser.add_argument("--profile", default="", metavar="RUNS",
-                        help="e.g. F,R: one more run of each under py-spy (requirements-bench.txt),"
-                             " after the measured ones; its figures are not in the table")
-    parser.add_argument("--cluster", default="", metavar="PORTS",
-                        help="e.g. 3311,3312,3313: R and F again with the service on this Galera "
-                             "cluster (scripts/galera start), printed next to the single server")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="5 s runs, 2 s warm-up, 100,000 articles, 10,000 imported",
+    )
+    parser.add_argument(
+        "--only",
+        default="B0,B1,B2,B3,F,R,U,bulk",
+        help="comma-separated subset of B0,B1,B2,B3,F,R,U,bulk (to iterate on "
+        "one part; the table of record runs them all)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="RUNS",
+        help="e.g. F,R: one more run of each under py-spy (requirements-bench.txt),"
+        " after the measured ones; its figures are not in the table",
+    )
+    parser.add_argument(
+        "--cluster",
+        default="",
+        metavar="PORTS",
+        help="e.g. 3311,3312,3313: R and F again with the service on this Galera "
+        "cluster (scripts/galera start), printed next to the single server",
+    )
     parser.add_argument("--keep-database", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -114,10 +132,14 @@ def save(results: dict, text: str, stamp: str) -> None:
 def print_profiles(results: dict) -> None:
     for name, p in results.get("profiles", {}).items():
         print(f"\nprofile of {name} under py-spy --gil ({p['samples']} samples, {p['raw']})")
-        print("  where (innermost frame's package): " + ", ".join(
-            f"{package} {share}%" for package, share in p["self_by_package"]))
-        print("  innermost functions: " + ", ".join(
-            f"{frame} {share}%" for frame, share in p["self_top"][:10]))
+        print(
+            "  where (innermost frame's package): "
+            + ", ".join(f"{package} {share}%" for package, share in p["self_by_package"])
+        )
+        print(
+            "  innermost functions: "
+            + ", ".join(f"{frame} {share}%" for frame, share in p["self_top"][:10])
+        )
         print("  what for (functions on the stack, share of samples):")
         for frame, share in p["inclusive_top"]:
             print(f"  {share:5.1f}%  {frame}")

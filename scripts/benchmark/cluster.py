@@ -27,8 +27,14 @@ from .seeding import SPENT_LIMIT, seed
 
 def _connect(port: int, database: str | None = None) -> pymysql.Connection:
     return pymysql.connect(
-        host="127.0.0.1", port=port, user=DB_USER, password=DB_PASS, database=database,
-        charset="utf8mb4", autocommit=True, cursorclass=pymysql.cursors.DictCursor,
+        host="127.0.0.1",
+        port=port,
+        user=DB_USER,
+        password=DB_PASS,
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        cursorclass=pymysql.cursors.DictCursor,
     )
 
 
@@ -42,25 +48,34 @@ def cluster_series(ports: list[int], args, logs: Path) -> dict:
         migrations.migrate(conn, log=lambda _line: None)
         keys = seed(conn, args.f_keys)
         conn.close()
-        log(f"cluster: database {database} on nodes {ports} (the service writes through "
-            f"{ports[0]})")
+        log(
+            f"cluster: database {database} on nodes {ports} (the service writes through {ports[0]})"
+        )
         hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
-        service = start_server(database, args.workers, logs, DB_HOST="127.0.0.1",
-                               DB_PORT=str(ports[0]), DB_HOSTS=hosts)
+        service = start_server(
+            database, args.workers, logs, DB_HOST="127.0.0.1", DB_PORT=str(ports[0]), DB_HOSTS=hosts
+        )
         runs: dict[str, Run] = {}
         try:
-            for name, what, run_keys in (("R", "over quota (429), on the cluster", [keys.r]),
-                                         ("F", "GET /api/export?limit=1, on the cluster", keys.f)):
-                runs[name] = drive(service, Run(name, what, service.url + "/api/export?limit=1",
-                                                run_keys), args)
+            for name, what, run_keys in (
+                ("R", "over quota (429), on the cluster", [keys.r]),
+                ("F", "GET /api/export?limit=1, on the cluster", keys.f),
+            ):
+                runs[name] = drive(
+                    service, Run(name, what, service.url + "/api/export?limit=1", run_keys), args
+                )
         finally:
             log("cluster: SIGTERM to the service (its workers flush their audit buffers)")
             service.stop(timeout=60)
         return {
             "ports": ports,
             "runs": {
-                name: {"what": r.what, "rps": round(r.rps, 1), "measured": r.measured,
-                       "warmup": r.warmup}
+                name: {
+                    "what": r.what,
+                    "rps": round(r.rps, 1),
+                    "measured": r.measured,
+                    "warmup": r.warmup,
+                }
                 for name, r in runs.items()
             },
             "checks": _checks(ports[0], database, keys, runs),
@@ -84,7 +99,10 @@ def _checks(port: int, database: str, keys, runs: dict[str, Run]) -> dict:
     f_sent, r_sent = runs["F"].sent, runs["R"].sent
     f_calls = sum(calls[f"F{i + 1}"] for i in range(len(keys.f)))
     return {
-        "f_sent": f_sent, "f_calls_made": f_calls, "r_sent": r_sent, "audit": audit,
+        "f_sent": f_sent,
+        "f_calls_made": f_calls,
+        "r_sent": r_sent,
+        "audit": audit,
         "quota_exact": f_calls == f_sent and calls["R"] == SPENT_LIMIT,
         "audit_complete": audit == {"200": f_sent, "429": r_sent},
     }
@@ -94,21 +112,28 @@ def cluster_report(results: dict) -> str:
     """F and R on one server and on the cluster, side by side."""
     cluster = results["cluster"]
     single = results["runs"]
-    lines = ["", f"single server next to a three-node Galera cluster (nodes {cluster['ports']}, "
-                 "the service writing through the first; same run, same machine):",
-             f"{'run':<4} {'':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"]
+    lines = [
+        "",
+        f"single server next to a three-node Galera cluster (nodes {cluster['ports']}, "
+        "the service writing through the first; same run, same machine):",
+        f"{'run':<4} {'':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}",
+    ]
     for name in ("F", "R"):
         for where, run in (("single", single.get(name)), ("cluster", cluster["runs"].get(name))):
             if not run:
                 continue
             lat = run["measured"]["latency_us"]
-            lines.append(f"{name:<4} {where:<8} {run['rps']:>8.1f} {lat['p50'] / 1000:>7.2f} "
-                         f"{lat['p99'] / 1000:>7.2f}")
+            lines.append(
+                f"{name:<4} {where:<8} {run['rps']:>8.1f} {lat['p50'] / 1000:>7.2f} "
+                f"{lat['p99'] / 1000:>7.2f}"
+            )
         if single.get(name) and cluster["runs"].get(name):
             ratio = cluster["runs"][name]["rps"] / single[name]["rps"]
             lines.append(f"{name:<4} cluster/single {ratio:.2f}")
     c = cluster["checks"]
-    lines.append(f"cluster checks: quota exact {c['quota_exact']} (F sent {c['f_sent']}, "
-                 f"calls_made {c['f_calls_made']}), audit complete {c['audit_complete']} "
-                 f"({c['audit']})")
+    lines.append(
+        f"cluster checks: quota exact {c['quota_exact']} (F sent {c['f_sent']}, "
+        f"calls_made {c['f_calls_made']}), audit complete {c['audit_complete']} "
+        f"({c['audit']})"
+    )
     return "\n".join(lines)

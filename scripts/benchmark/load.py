@@ -22,18 +22,31 @@ LUA = Path(__file__).resolve().parent / "wrk.lua"
 
 def start_server(database: str, workers: int, logs: Path, **extra: str) -> Served:
     """The service through scripts/serve."""
-    return start_service(database, logs / "service.log", workers=workers, settings=DB_SETTINGS,
-                         extra_env=extra)
+    return start_service(
+        database, logs / "service.log", workers=workers, settings=DB_SETTINGS, extra_env=extra
+    )
 
 
 def start_baseline(database: str, workers: int, logs: Path, keys: Keys) -> Served:
     """The baseline app under the service's gunicorn configuration."""
     return start_service(
-        database, logs / "baseline.log", workers=workers, settings=DB_SETTINGS,
-        extra_env={"BENCH_B1_ID": keys.ids["B1"], "BENCH_B2_ID": keys.ids["B2"],
-                   "BENCH_B3_HASH": key_hash(keys.b3)},
-        command=[sys.executable, "-m", "gunicorn", "-c", "service/gunicorn_conf.py",
-                 "scripts.benchmark.baseline_app:app"],
+        database,
+        logs / "baseline.log",
+        workers=workers,
+        settings=DB_SETTINGS,
+        extra_env={
+            "BENCH_B1_ID": keys.ids["B1"],
+            "BENCH_B2_ID": keys.ids["B2"],
+            "BENCH_B3_HASH": key_hash(keys.b3),
+        },
+        command=[
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "service/gunicorn_conf.py",
+            "scripts.benchmark.baseline_app:app",
+        ],
         ready_path="/b0",
     )
 
@@ -125,8 +138,17 @@ class CpuMeter:
 
 def wrk(url: str, keys: list[str], seconds: float, args, server: Served | None = None) -> dict:
     env = {**os.environ, "BENCH_KEYS": ",".join(keys)}
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
-            "--timeout", "5s", "-s", str(LUA), url]
+    argv = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        url,
+    ]
     with CpuMeter(server) as meter:
         out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     match = re.search(r"^BENCH_JSON (.*)$", out, re.MULTILINE)

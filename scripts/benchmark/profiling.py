@@ -25,10 +25,25 @@ def profile_run(server: Served, run: Run, args, out: Path) -> dict:
     raw = out / f"profile-{run.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.txt"
     duration = int(args.seconds) + 1
     spy = subprocess.Popen(
-        [pyspy, "record", "--pid", str(server.process.pid), "--subprocesses", "--format", "raw",
-         "--rate", "200", "--gil", "--duration", str(duration), "--output", str(raw),
-         "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--gil",
+            "--duration",
+            str(duration),
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(1.0)
     log(f"{run.name}: profiled run ({args.seconds} s) under py-spy")
@@ -41,8 +56,22 @@ def profile_run(server: Served, run: Run, args, out: Path) -> dict:
 
 # "function (/path/to/site-packages/pkg/file.py:123)" -> function, "pkg/file.py"
 _FRAME = re.compile(r"(.*) \((?:.*/(?:site-packages|lib/python3\.\d+|main)/)?(.*?)(?::\d+)?\)$")
-PACKAGES = ("service", "pymysql", "flask", "werkzeug", "marshmallow", "gunicorn", "logging",
-            "json", "threading", "queue", "socket", "uuid", "re", "datetime")
+PACKAGES = (
+    "service",
+    "pymysql",
+    "flask",
+    "werkzeug",
+    "marshmallow",
+    "gunicorn",
+    "logging",
+    "json",
+    "threading",
+    "queue",
+    "socket",
+    "uuid",
+    "re",
+    "datetime",
+)
 
 
 def summarize_profile(raw: Path, top: int = 30) -> dict:
@@ -78,5 +107,9 @@ def summarize_profile(raw: Path, top: int = 30) -> dict:
         best = sorted(counts.items(), key=lambda kv: -kv[1])
         return [[name, round(100 * n / total, 1)] for name, n in best if n < 0.9 * total][:limit]
 
-    return {"samples": total, "self_by_package": ranked(by_package, len(PACKAGES) + 1),
-            "self_top": ranked(innermost, 15), "inclusive_top": ranked(inclusive, top)}
+    return {
+        "samples": total,
+        "self_by_package": ranked(by_package, len(PACKAGES) + 1),
+        "self_top": ranked(innermost, 15),
+        "inclusive_top": ranked(inclusive, top),
+    }

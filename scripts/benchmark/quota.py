@@ -58,7 +58,9 @@ def wrk(url: str, key: str, seconds: int, connections: int) -> dict:
     try:
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         os.unlink(script)
@@ -67,8 +69,13 @@ def wrk(url: str, key: str, seconds: int, connections: int) -> dict:
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)[1]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = int(re.search(r"(\d+) requests in", out)[1])
-    return {"rps": rps, "p50": p50, "p99": p99, "total": total,
-            "non2xx": int(non2xx[1]) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "total": total,
+        "non2xx": int(non2xx[1]) if non2xx else 0,
+    }
 
 
 def main() -> int:
@@ -76,13 +83,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--install", action="store_true",
-                        help="install Debian's wrk with apt-get (visible) if it is missing")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="install Debian's wrk with apt-get (visible) if it is missing",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         if not args.install:
-            raise SystemExit("wrk (Debian's wrk) is missing. Install it with:\n  apt-get install "
-                             "wrk    (or pass --install to let this script do so)")
+            raise SystemExit(
+                "wrk (Debian's wrk) is missing. Install it with:\n  apt-get install "
+                "wrk    (or pass --install to let this script do so)"
+            )
         print("installing Debian's wrk (apt-get install -y wrk)", flush=True)
         subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
 
@@ -102,8 +114,13 @@ def main() -> int:
         many = bare_updates(database, min(args.seconds, 5), args.workers)
 
         logs = Path(tempfile.mkdtemp(prefix="bench-quota-logs-"))
-        server = start_service(database, logs / "service.log", workers=args.workers,
-                               settings=DB_SETTINGS, extra_env={"LOG_LEVEL": "WARNING"})
+        server = start_service(
+            database,
+            logs / "service.log",
+            workers=args.workers,
+            settings=DB_SETTINGS,
+            extra_env={"LOG_LEVEL": "WARNING"},
+        )
         try:
             url = server.url + "/api/export?limit=1"
             warm = wrk(url, "bqopen_key", 2, args.connections)
@@ -117,24 +134,33 @@ def main() -> int:
             counts = {r["key_prefix"]: r["calls_made"] for r in cur.fetchall()}
         conn.close()
 
-    print(f"machine: {os.cpu_count()} cores; gunicorn workers: {args.workers}; "
-          f"wrk: 2 threads, {args.connections} connections, {args.seconds} s")
+    print(
+        f"machine: {os.cpu_count()} cores; gunicorn workers: {args.workers}; "
+        f"wrk: 2 threads, {args.connections} connections, {args.seconds} s"
+    )
     print(f"{'what':<46} {'per second':>11} {'p50':>9} {'p99':>9}")
     print(f"{'bare single-row UPDATE, 1 connection':<46} {one:>11,.0f}")
     print(f"{f'bare single-row UPDATE, {args.workers} connections':<46} {many:>11,.0f}")
-    print(f"{'service: admitted (200, quota + export query)':<46} {admitted['rps']:>11,.0f} "
-          f"{admitted['p50']:>9} {admitted['p99']:>9}")
-    print(f"{'service: refused (429, spent key: one read)':<46} {refused['rps']:>11,.0f} "
-          f"{refused['p50']:>9} {refused['p99']:>9}")
-    print(f"admitted / bare UPDATE ({args.workers} conns): {admitted['rps'] / many:.2f}; "
-          f"refused / bare UPDATE: {refused['rps'] / many:.2f}")
+    print(
+        f"{'service: admitted (200, quota + export query)':<46} {admitted['rps']:>11,.0f} "
+        f"{admitted['p50']:>9} {admitted['p99']:>9}"
+    )
+    print(
+        f"{'service: refused (429, spent key: one read)':<46} {refused['rps']:>11,.0f} "
+        f"{refused['p50']:>9} {refused['p99']:>9}"
+    )
+    print(
+        f"admitted / bare UPDATE ({args.workers} conns): {admitted['rps'] / many:.2f}; "
+        f"refused / bare UPDATE: {refused['rps'] / many:.2f}"
+    )
     # Exactness during the run: every 200 was counted once, refusals not at all.
     # wrk does not count the requests still in flight when it stops (at most one per
     # connection); the server does answer them, so the counter may exceed wrk's total by that.
     sent = warm["total"] + admitted["total"]
-    print(f"exactness: open key counted {counts['bqopen']} calls; wrk completed {sent} "
-          f"(+ up to {2 * args.connections} in flight at the two stops), "
-          f"{warm['non2xx'] + admitted['non2xx']} non-2xx; spent key still at "
-          f"{counts['bqspnt']} after {refused['total']} refusals ({refused['non2xx']} non-2xx)")
+    print(
+        f"exactness: open key counted {counts['bqopen']} calls; wrk completed {sent} "
+        f"(+ up to {2 * args.connections} in flight at the two stops), "
+        f"{warm['non2xx'] + admitted['non2xx']} non-2xx; spent key still at "
+        f"{counts['bqspnt']} after {refused['total']} refusals ({refused['non2xx']} non-2xx)"
+    )
     return 0
-

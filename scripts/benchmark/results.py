@@ -43,12 +43,20 @@ def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
     b2_sent = runs["B2"].sent if "B2" in runs else None
     b3_sent = runs["B3"].sent if "B3" in runs else None
     return {
-        "f_sent": f_sent, "f_calls_made": f_calls, "f_audit": f_audit,
-        "r_sent": r_sent, "r_calls_made": calls["R"], "r_audit": audit.get("R", {}),
-        "u_sent": u_sent, "u_audit": audit.get("U", {}),
-        "audit_rows": audit_total, "requests_sent": f_sent + r_sent + u_sent,
-        "b2_sent": b2_sent, "b2_calls_made": calls["B2"],
-        "b3_sent": b3_sent, "b3_calls_made": calls["B3"],
+        "f_sent": f_sent,
+        "f_calls_made": f_calls,
+        "f_audit": f_audit,
+        "r_sent": r_sent,
+        "r_calls_made": calls["R"],
+        "r_audit": audit.get("R", {}),
+        "u_sent": u_sent,
+        "u_audit": audit.get("U", {}),
+        "audit_rows": audit_total,
+        "requests_sent": f_sent + r_sent + u_sent,
+        "b2_sent": b2_sent,
+        "b2_calls_made": calls["B2"],
+        "b3_sent": b3_sent,
+        "b3_calls_made": calls["B3"],
         "quota_exact": f_calls == f_sent and calls["R"] == SPENT_LIMIT,
         "audit_complete": (
             audit_total == f_sent + r_sent + u_sent
@@ -82,8 +90,10 @@ def report(results: dict) -> str:
         f"load average before: {results['loadavg_before']}"
     )
     lines.append("")
-    lines.append(f"{'run':<4} {'what':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-                 f"{'requests':>8} {'non-2xx':>7}   CPU ms/request: app   db  wrk other")
+    lines.append(
+        f"{'run':<4} {'what':<38} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'requests':>8} {'non-2xx':>7}   CPU ms/request: app   db  wrk other"
+    )
     for name, row in results["runs"].items():
         lat = row["measured"]["latency_us"]
         cpu = row["measured"]["cpu_per_request"]
@@ -111,9 +121,12 @@ def report(results: dict) -> str:
             f"(F {c['f_audit']}, R {c['r_audit']}, U {c['u_audit']}): "
             f"{'none lost' if c['audit_complete'] else 'MISMATCH'}"
         )
-        counted = [f"{n} row updated {c[f'{n.lower()}_calls_made']:,} times for "
-                   f"{c[f'{n.lower()}_sent']:,} requests written"
-                   for n in ("B2", "B3") if c.get(f"{n.lower()}_sent") is not None]
+        counted = [
+            f"{n} row updated {c[f'{n.lower()}_calls_made']:,} times for "
+            f"{c[f'{n.lower()}_sent']:,} requests written"
+            for n in ("B2", "B3")
+            if c.get(f"{n.lower()}_sent") is not None
+        ]
         if counted:
             lines.append("harness: " + "; ".join(counted))
     b = results.get("bulk")
@@ -132,8 +145,13 @@ def report(results: dict) -> str:
             f"{cl['bytes'] / 1e6:,.0f} MB in {cl['seconds']} s; CPU s: client "
             f"{cl['client_cpu_s']}, MariaDB {cl['db_cpu_s']}"
         )
-        failed = (f" FAILED: {i['error']}," if i.get("error")
-                  else f" FAILED: HTTP {i['status']}," if i.get("status") != 200 else "")
+        failed = (
+            f" FAILED: {i['error']},"
+            if i.get("error")
+            else f" FAILED: HTTP {i['status']},"
+            if i.get("status") != 200
+            else ""
+        )
         lines.append(
             f"  import NDJSON   {i['rows_per_s']:>9,} rows/s  {i.get('imported')} rows{failed} "
             f"{i['bytes'] / 1e6:,.0f} MB in {i['seconds']} s; worker peak RSS "
@@ -141,13 +159,19 @@ def report(results: dict) -> str:
             f"MariaDB {i['db_cpu_s']}"
         )
     lines.append("")
-    lines.append("targets: " + ", ".join(
-        f"{name} {'met' if t['met'] else 'NOT met'}" for name, t in results["targets"].items()))
+    lines.append(
+        "targets: "
+        + ", ".join(
+            f"{name} {'met' if t['met'] else 'NOT met'}" for name, t in results["targets"].items()
+        )
+    )
     if b:
         t = results["targets"]
-        lines.append(f"export/client {b['export_ratio']:.2f}  {_verdict(t['export/client'])}; "
-                     f"export peak RSS {mb(b['export']['peak_rss_kb'])}  "
-                     f"{_verdict(t['export peak RSS'])}")
+        lines.append(
+            f"export/client {b['export_ratio']:.2f}  {_verdict(t['export/client'])}; "
+            f"export peak RSS {mb(b['export']['peak_rss_kb'])}  "
+            f"{_verdict(t['export peak RSS'])}"
+        )
     lines.append(f"wall time: {results['wall_seconds']:.0f} s")
     return "\n".join(lines)
 
@@ -177,9 +201,15 @@ def machine() -> dict:
         version = cur.fetchone()["v"]
     conn.close()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(ram / 1024 / 1024),
-            "mariadb": version, "python": platform.python_version(),
-            "wrk": wrk_version.splitlines()[0] if wrk_version else "", "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(ram / 1024 / 1024),
+        "mariadb": version,
+        "python": platform.python_version(),
+        "wrk": wrk_version.splitlines()[0] if wrk_version else "",
+        "kernel": platform.release(),
+    }
 
 
 # This round's targets (issue 17): each figure has a bar (the least to reach) and a goal.
@@ -203,8 +233,12 @@ def _judge(name: str, value: float | None) -> dict:
         return {">=": value >= limit, "<=": value <= limit, "<": value < limit}[op]
 
     unit = " MB" if name == "export peak RSS" else ""
-    return {"rule": f"{op} {bar}{unit}", "met": passes(bar),
-            "goal": f"{op} {goal}{unit}", "goal_met": passes(goal)}
+    return {
+        "rule": f"{op} {bar}{unit}",
+        "met": passes(bar),
+        "goal": f"{op} {goal}{unit}",
+        "goal_met": passes(goal),
+    }
 
 
 def targets(results: dict) -> dict:
@@ -227,9 +261,10 @@ def targets(results: dict) -> dict:
             "rule": "all rows",
             "met": b["export"]["complete"] and b["export"]["rows"] == b["articles"],
         }
-        out["import complete"] = {"rule": "all rows",
-                                  "met": b["import"].get("imported") == results["args"][
-                                      "import_rows"]}
+        out["import complete"] = {
+            "rule": "all rows",
+            "met": b["import"].get("imported") == results["args"]["import_rows"],
+        }
     return out
 
 
@@ -245,5 +280,7 @@ def ratios(runs: dict) -> dict:
     if "F" in runs and "B2" in runs:
         out["p99 F/B2"] = round(
             runs["F"]["measured"]["latency_us"]["p99"]
-            / runs["B2"]["measured"]["latency_us"]["p99"], 3)
+            / runs["B2"]["measured"]["latency_us"]["p99"],
+            3,
+        )
     return out

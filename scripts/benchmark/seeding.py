@@ -26,8 +26,13 @@ class Keys:
 
 def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
     """A user, the keys of each run (plus two rows for B1/B2) and 1,000 articles."""
-    keys = Keys(f=[generate_key() for _ in range(f_keys)], r=generate_key(), u=generate_key(),
-                bulk=generate_key(), b3=generate_key())
+    keys = Keys(
+        f=[generate_key() for _ in range(f_keys)],
+        r=generate_key(),
+        u=generate_key(),
+        bulk=generate_key(),
+        b3=generate_key(),
+    )
     rows = [(f"F{i + 1}", k, "export", HIGH_LIMIT, 0) for i, k in enumerate(keys.f)]
     rows += [
         ("R", keys.r, "export", SPENT_LIMIT, SPENT_LIMIT),

@@ -41,8 +41,10 @@ def ready() -> Response:
             f"run {MIGRATE_COMMAND}"
         )
         return error_response(
-            503, ErrorCode.NOT_READY, "The service's database is not ready: migrations are "
-            "pending. Retry later.", headers=retry
+            503,
+            ErrorCode.NOT_READY,
+            "The service's database is not ready: migrations are pending. Retry later.",
+            headers=retry,
         )
     db.outages.recovered()
     return Response('{"status":"ready"}', mimetype="application/json")

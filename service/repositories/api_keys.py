@@ -112,8 +112,10 @@ def create(
 
 
 def list_all(cur) -> list[dict]:
-    cur.execute("SELECT" + _KEY_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
-                "ORDER BY k.id")
+    cur.execute(
+        "SELECT" + _KEY_COLUMNS + "FROM api_keys k LEFT JOIN users u ON u.id = k.user_id "
+        "ORDER BY k.id"
+    )
     rows = cur.fetchall()
     for row in rows:
         row["scopes"] = _scopes(row["scopes"])

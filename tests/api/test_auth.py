@@ -16,8 +16,6 @@ from testkit import flush_audit, key_hash
 EXPORT = "/api/export?limit=1"
 
 
-
-
 def test_valid_key_in_x_api_key(reader):
     response = reader.get(EXPORT, headers=DEF)
     assert response.status_code == 200
@@ -122,10 +120,15 @@ def test_unmatched_key_leaves_no_trace_in_the_audit_trail(app, client, seeded):
     secret = "hunter2-my-password"
     assert client.get(EXPORT, headers={"X-API-Key": secret}).status_code == 401
     flush_audit(app)
-    row = seeded.one("SELECT key_id, key_prefix, response_code, error_code FROM audit_logs "
-                     "ORDER BY id DESC LIMIT 1")
+    row = seeded.one(
+        "SELECT key_id, key_prefix, response_code, error_code FROM audit_logs "
+        "ORDER BY id DESC LIMIT 1"
+    )
     assert row == {
-        "key_id": None, "key_prefix": None, "response_code": 401, "error_code": "invalid_key"
+        "key_id": None,
+        "key_prefix": None,
+        "response_code": 401,
+        "error_code": "invalid_key",
     }
     assert "hunter" not in seeded.dump()
 

@@ -36,8 +36,13 @@ def answers(database: str) -> dict[str, tuple[int, dict]]:
 
 def assert_logged_once_without_traceback(records, words: str) -> None:
     assert not [r for r in records.records if r.exc_info], "no traceback"
-    fix = [r for r in records.records if getattr(r, "event", None) == "db_unavailable"
-           and r.name == "service.db" and "(requests)" in r.getMessage()]
+    fix = [
+        r
+        for r in records.records
+        if getattr(r, "event", None) == "db_unavailable"
+        and r.name == "service.db"
+        and "(requests)" in r.getMessage()
+    ]
     assert len(fix) == 1, [r.getMessage() for r in fix]  # once, not per request
     assert words in fix[0].getMessage()
     assert fix[0].getMessage().endswith("run flask --app service migrate")
@@ -63,13 +68,17 @@ def test_missing_database_is_503_database_missing(records):
 def test_a_missing_table_on_a_current_schema_is_still_a_500(app, sql, client):
     # Only pending migrations explain a missing table; on a current schema it is a bug to fix.
     sql.run("DROP VIEW masked_audit_logs")
-    sql.run("INSERT INTO users (id, username, email, permission_level) VALUES "
-            "(9, 'u', 'u@example.com', 'admin')")
+    sql.run(
+        "INSERT INTO users (id, username, email, permission_level) VALUES "
+        "(9, 'u', 'u@example.com', 'admin')"
+    )
     from testkit import key_hash
 
-    sql.run("INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made,"
-            " is_valid, created_at) VALUES (9, %s, 'key_ZZ', 'audit', 10, 0, 1, UTC_TIMESTAMP())",
-            (key_hash("key_ZZZZZZ"),))
+    sql.run(
+        "INSERT INTO api_keys (user_id, key_hash, key_prefix, scopes, rate_limit, calls_made,"
+        " is_valid, created_at) VALUES (9, %s, 'key_ZZ', 'audit', 10, 0, 1, UTC_TIMESTAMP())",
+        (key_hash("key_ZZZZZZ"),),
+    )
     response = client.get("/api/audit", headers={"X-API-Key": "key_ZZZZZZ"})
     assert response.status_code == 500
 

@@ -26,8 +26,9 @@ def test_db_hosts_wins_over_db_host_and_keeps_its_order():
     assert settings.db_addresses == (("10.0.0.2", 3306), ("::1", 3307), ("db", 3308))
 
 
-@pytest.mark.parametrize("value", ["db", "db:0", "db:70000", "db:3306,,db2:3306",
-                                   "db:3306,db:3306", "s3cret-pass:x"])
+@pytest.mark.parametrize(
+    "value", ["db", "db:0", "db:70000", "db:3306,,db2:3306", "db:3306,db:3306", "s3cret-pass:x"]
+)
 def test_a_malformed_host_list_stops_the_boot_without_echoing_it(value):
     with pytest.raises(ConfigError) as caught:
         Settings.load({"DB_HOSTS": value})
@@ -43,8 +44,9 @@ def test_a_host_that_refuses_connections_is_skipped(app_factory, seeded):
 def test_a_lost_host_moves_the_service_to_the_next_one(app_factory, seeded):
     relay = TcpRelay()
     try:
-        app = app_factory(DB_HOSTS=f"127.0.0.1:{relay.port},{DB_HOST}:{DB_PORT}",
-                          DB_CONNECT_TIMEOUT=1)
+        app = app_factory(
+            DB_HOSTS=f"127.0.0.1:{relay.port},{DB_HOST}:{DB_PORT}", DB_CONNECT_TIMEOUT=1
+        )
         client = app.test_client()
         assert client.get(EXPORT, headers=DEF).status_code == 200
         relay.cut()  # the first host dies under the kept connection

@@ -17,8 +17,6 @@ from service.repositories import articles as articles_repo
 FIELDS = {"id", "title", "url", "language", "summary", "updated_at"}
 
 
-
-
 def expected_rows(sql, where: str = "1=1", params=None) -> list[dict]:
     rows = sql.all(
         "SELECT id, title, url, language, summary, updated_at FROM articles "
@@ -292,13 +290,15 @@ def test_unknown_format_is_400_naming_format(reader, params):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"limit": "0"}, "limit"), ({"cursor": "nope"}, "cursor"), ({"since": "today"}, "since"),
-     ({"limt": "3"}, "limt")],
+    [
+        ({"limit": "0"}, "limit"),
+        ({"cursor": "nope"}, "cursor"),
+        ({"since": "today"}, "since"),
+        ({"limt": "3"}, "limt"),
+    ],
 )
 def test_ndjson_validates_its_parameters(reader, params, field):
-    response = reader.get(
-        "/api/export", query_string={"format": "ndjson", **params}, headers=DEF
-    )
+    response = reader.get("/api/export", query_string={"format": "ndjson", **params}, headers=DEF)
     error = assert_error(response, 400, "validation_error")
     assert field in error["message"]
 

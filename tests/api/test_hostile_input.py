@@ -58,8 +58,10 @@ def test_100000_nested_brackets_are_a_400_not_a_crash(importer, seeded, content_
 
 def test_a_lone_surrogate_in_a_title_is_a_400_naming_it(importer, seeded):
     before = articles_count(seeded)
-    body = '[{"title": "\\ud800", "url": "https://en.wikipedia.org/wiki/S", "language": "en", ' \
-           '"summary": "s", "updated_at": "2026-03-01T12:00:00Z"}]'
+    body = (
+        '[{"title": "\\ud800", "url": "https://en.wikipedia.org/wiki/S", "language": "en", '
+        '"summary": "s", "updated_at": "2026-03-01T12:00:00Z"}]'
+    )
     error = error_of(post(importer, body))
     assert error["code"] == "validation_error"
     assert "'title'" in error["message"] and "surrogate" in error["message"]
@@ -72,7 +74,8 @@ def test_a_lone_surrogate_in_an_ndjson_summary_is_a_400_naming_it(importer, seed
     bad = json.dumps(article()).replace('"A summary."', '"A \\udfff summary"')
     error = error_of(post(importer, good + "\n" + bad + "\n", NDJSON))
     assert error["details"][0] == {
-        "record": 1, "field": "summary",
+        "record": 1,
+        "field": "summary",
         "message": "Must be valid Unicode text (no lone surrogates).",
     }
     assert articles_count(seeded) == before

@@ -16,10 +16,17 @@ from service.repositories import articles as articles_repo
 from testkit import flush_audit, free_port, fresh_database, make_app
 
 LEGACY_ROUTES = ["/api/users", "/api/services", "/api/status", "/api/password-reset"]
-FORBIDDEN_WORDS = ["password", "email", "@example.com", "api_keys", "audit_logs", "users",
-                   "schema_migrations", "processlist", "threads"]
-
-
+FORBIDDEN_WORDS = [
+    "password",
+    "email",
+    "@example.com",
+    "api_keys",
+    "audit_logs",
+    "users",
+    "schema_migrations",
+    "processlist",
+    "threads",
+]
 
 
 @pytest.fixture
@@ -44,9 +51,7 @@ def request_records(caplog) -> list[logging.LogRecord]:
 
 def record_text(record: logging.LogRecord) -> str:
     """Everything a log record carries: message, every attribute, and its JSON line."""
-    return "\n".join(
-        [record.getMessage(), repr(vars(record)), JsonFormatter().format(record)]
-    )
+    return "\n".join([record.getMessage(), repr(vars(record)), JsonFormatter().format(record)])
 
 
 # ---------------------------------------------------------------------------------------------

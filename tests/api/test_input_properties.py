@@ -33,8 +33,10 @@ ROUTES = {
 def world():
     with fresh_database(sample=True) as name:
         sql = Sql(name)
-        sql.run("UPDATE api_keys SET rate_limit = 1000000000, scopes = 'export,import,audit' "
-                "WHERE id IN (1, 2)")
+        sql.run(
+            "UPDATE api_keys SET rate_limit = 1000000000, scopes = 'export,import,audit' "
+            "WHERE id IN (1, 2)"
+        )
         app = make_app(name)
         try:
             yield app.test_client(), sql
@@ -47,8 +49,10 @@ def world():
 def snapshot(sql: Sql) -> tuple:
     return (
         sql.value("SELECT COUNT(*) FROM articles"),
-        sql.value("SELECT COALESCE(SUM(CRC32(CONCAT_WS('|', title, url, language, summary, "
-                  "updated_at))), 0) FROM articles"),
+        sql.value(
+            "SELECT COALESCE(SUM(CRC32(CONCAT_WS('|', title, url, language, summary, "
+            "updated_at))), 0) FROM articles"
+        ),
     )
 
 
@@ -109,8 +113,12 @@ def check_import(client, sql, body: bytes, content_type: str) -> None:
 @given(items=records)
 def test_json_import_never_500_never_partial(world, items):
     client, sql = world
-    check_import(client, sql, ("[" + ", ".join(items) + "]").encode("utf-8", "surrogatepass"),
-                 "application/json")
+    check_import(
+        client,
+        sql,
+        ("[" + ", ".join(items) + "]").encode("utf-8", "surrogatepass"),
+        "application/json",
+    )
 
 
 @SETTINGS
@@ -122,9 +130,17 @@ def test_ndjson_import_never_500_never_partial(world, items, separator):
 
 
 @SETTINGS
-@given(body=st.binary(max_size=400), content_type=st.sampled_from(
-    ["application/json", "application/x-ndjson", "text/plain", "application/json; charset=latin1"]
-))
+@given(
+    body=st.binary(max_size=400),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/x-ndjson",
+            "text/plain",
+            "application/json; charset=latin1",
+        ]
+    ),
+)
 def test_import_of_arbitrary_bytes_never_500(world, body, content_type):
     client, sql = world
     check_import(client, sql, body, content_type)
@@ -133,21 +149,48 @@ def test_import_of_arbitrary_bytes_never_500(world, body, content_type):
 raw_value = st.one_of(
     st.text(max_size=40),
     st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-    st.sampled_from(["", "0", "-1", "1001", "99999999999999999999", "ndjson", "json",
-                     "2026-11-26T00:00:00Z", "2026-W48-3", "aWQ6NQ", "aWQ6MA", "aWQ6LTE",
-                     "%", "%ZZ", "\x00", "wk_" + "a" * 32, "200", "١٠"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1001",
+            "99999999999999999999",
+            "ndjson",
+            "json",
+            "2026-11-26T00:00:00Z",
+            "2026-W48-3",
+            "aWQ6NQ",
+            "aWQ6MA",
+            "aWQ6LTE",
+            "%",
+            "%ZZ",
+            "\x00",
+            "wk_" + "a" * 32,
+            "200",
+            "١٠",
+        ]
+    ),
 )
 
 
 @SETTINGS
 @given(
     route=st.sampled_from(sorted(ROUTES)),
-    pairs=st.lists(st.tuples(st.one_of(st.sampled_from(
-        ["limit", "cursor", "since", "format", "endpoint", "status"]), st.text(max_size=10)),
-        raw_value), max_size=4),
+    pairs=st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(["limit", "cursor", "since", "format", "endpoint", "status"]),
+                st.text(max_size=10),
+            ),
+            raw_value,
+        ),
+        max_size=4,
+    ),
 )
 def test_every_query_parameter_of_every_route_never_500(world, route, pairs):
     client, _sql = world
+
     def encoded(text: str) -> str:
         return quote(text, safe="", errors="surrogatepass")
 

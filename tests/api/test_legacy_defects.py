@@ -21,10 +21,6 @@ from testkit import ROOT, flush_audit, host_tz, invoke
 EXPORT = "/api/export?limit=1"
 
 
-
-
-
-
 # ---------------------------------------------------------------------------------------------
 # 6. Wrong permission model: export required a write user; audit was open to every key.
 
@@ -131,8 +127,10 @@ def test_8_export_latency_has_no_artificial_delay(reader):
         latencies.append(time.perf_counter() - started)
         assert response.status_code == 200
     mean = sum(latencies) / len(latencies)
-    print(f"export latency over 20 calls: max {max(latencies) * 1000:.0f} ms, "
-          f"mean {mean * 1000:.0f} ms")
+    print(
+        f"export latency over 20 calls: max {max(latencies) * 1000:.0f} ms, "
+        f"mean {mean * 1000:.0f} ms"
+    )
     # The legacy slept a random 0 to 1.5 s: a mean near 750 ms over 20 calls (below 500 ms by
     # chance about once in 200 runs). The mean, not the max, so that one call slowed by a busy
     # machine does not decide.
@@ -159,8 +157,9 @@ def snapshot(sql) -> dict:
         "counts": counts,
         "keys": sql.all("SELECT id, key_hash, scopes, is_valid, rate_limit FROM api_keys"),
         "users": sql.all("SELECT * FROM users ORDER BY id"),
-        "view": sql.value("SELECT COUNT(*) FROM information_schema.VIEWS "
-                          "WHERE TABLE_SCHEMA = DATABASE()"),
+        "view": sql.value(
+            "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()"
+        ),
     }
 
 

@@ -52,12 +52,16 @@ def test_audit_lists_by_id_even_when_timestamps_go_backwards(client, seeded):
     # Rows reach the table in batches from several workers (and late after an outage), so the
     # order of recording is the id; a reader paging with the cursor never misses a late row.
     seeded.run("DELETE FROM audit_logs")
-    for row_id, stamp in ((10, "2026-12-02 10:00:05.000"), (11, "2026-12-02 10:00:01.152"),
-                          (12, "2026-12-02 10:00:03.000")):
+    for row_id, stamp in (
+        (10, "2026-12-02 10:00:05.000"),
+        (11, "2026-12-02 10:00:01.152"),
+        (12, "2026-12-02 10:00:03.000"),
+    ):
         seeded.run(
             "INSERT INTO audit_logs (id, key_id, key_prefix, method, endpoint, response_code, "
             "response_time_ms, `timestamp`) VALUES (%s, 2, 'key_DE', 'GET', '/api/export', 200, "
-            "1, %s)", (row_id, stamp),
+            "1, %s)",
+            (row_id, stamp),
         )
     response = client.get("/api/audit?endpoint=/api/export", headers=DEF)
     rows = response.get_json()["data"]

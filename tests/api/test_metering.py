@@ -69,8 +69,12 @@ def test_200_costs_one_unit(client, seeded):
         ("post", "/api/import", {"data": "{}\n{", "content_type": "application/x-ndjson"}, 400),
         ("post", "/api/import", {"data": "[" * 100_000, "content_type": "application/json"}, 400),
         ("post", "/api/import", {"data": "x", "content_type": "text/plain"}, 415),
-        ("post", "/api/import", {"data": b"[" + b" " * 200_000 + b"]",
-                                 "content_type": "application/json"}, 413),
+        (
+            "post",
+            "/api/import",
+            {"data": b"[" + b" " * 200_000 + b"]", "content_type": "application/json"},
+            413,
+        ),
         ("get", "/api/audit", {}, 403),
         ("get", "/api/nothing-here", {}, 404),
         ("delete", "/api/export", {}, 405),
@@ -189,8 +193,10 @@ def test_import_body_is_checked_whole_before_the_unit_is_charged(client, seeded)
 
 @pytest.mark.parametrize("limit", [0, -1, -2147483648])
 def test_a_limit_of_zero_or_less_admits_nothing_on_any_day(client, seeded, limit):
-    seeded.run("UPDATE api_keys SET rate_limit = %s, calls_made = 0, last_reset = NULL "
-               "WHERE id = 1", (limit,))
+    seeded.run(
+        "UPDATE api_keys SET rate_limit = %s, calls_made = 0, last_reset = NULL WHERE id = 1",
+        (limit,),
+    )
     for day in ("2026-11-26T10:00:00Z", "2026-11-27T00:00:00Z", "2026-11-28T23:59:59Z"):
         with freeze_time(day):
             response = client.get("/api/export?limit=1", headers=ABC)
@@ -227,6 +233,9 @@ def test_a_refused_known_key_is_audited_under_its_prefix(app, seeded, change, st
         response = app.test_client().get("/api/export?limit=1", headers=ABC)
     assert response.status_code == status
     app.extensions["audit"].flush()
-    row = seeded.one("SELECT key_id, key_prefix, response_code, error_code FROM audit_logs "
-                     "WHERE request_id = %s", (response.headers["X-Request-ID"],))
+    row = seeded.one(
+        "SELECT key_id, key_prefix, response_code, error_code FROM audit_logs "
+        "WHERE request_id = %s",
+        (response.headers["X-Request-ID"],),
+    )
     assert row == {"key_id": 1, "key_prefix": "key_AB", "response_code": status, "error_code": code}

@@ -29,8 +29,6 @@ def reset_epoch(day: str) -> str:
     return str(int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()))
 
 
-
-
 def test_five_admitted_with_headers_counting_down_then_429(client, seeded):
     with freeze_time("2026-11-26T14:22:01Z"):
         for remaining in (4, 3, 2, 1, 0):

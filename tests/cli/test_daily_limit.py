@@ -12,9 +12,7 @@ from service.cli import DAILY_LIMIT, MAX_DAILY_LIMIT
 )
 def test_a_limit_outside_the_column_is_one_line_and_no_key(runner, seeded, value):
     before = seeded.value("SELECT COUNT(*) FROM api_keys")
-    result = runner.invoke(
-        args=["keys", "create", "--user-id", "1", "--daily-limit", value]
-    )
+    result = runner.invoke(args=["keys", "create", "--user-id", "1", "--daily-limit", value])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == [f"Error: --daily-limit must be a whole number from 0 to {MAX_DAILY_LIMIT}"]

@@ -19,8 +19,9 @@ from testkit import ROOT
 @pytest.fixture
 def sandbox(tmp_path) -> tuple[Path, Path]:
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "scripts", project / "scripts",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__")
+    )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "id", "env", "cat", "sed"):
@@ -60,8 +61,9 @@ def test_install_asks_apt_get_with_its_output_visible(sandbox):
     project, bin_dir = sandbox
     fake = bin_dir / "apt-get"
     # A stand-in for apt-get that shows what it was asked, then fails (so nothing else runs).
-    fake.write_text('#!/usr/bin/env bash\necho "apt-get was asked: $*"\n'
-                    '[ "$1" = update ] && exit 0\nexit 100\n')
+    fake.write_text(
+        '#!/usr/bin/env bash\necho "apt-get was asked: $*"\n[ "$1" = update ] && exit 0\nexit 100\n'
+    )
     fake.chmod(0o755)
     done = run(project, bin_dir, "bench", "--install", "--quick")
     assert done.returncode == 100

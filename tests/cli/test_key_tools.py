@@ -54,8 +54,18 @@ def test_update_changes_limit_scopes_expiry_and_label_and_logs_before_and_after(
     app, seeded, events
 ):
     result = invoke(
-        app, "keys", "update", "1", "--daily-limit", "50", "--scopes", "export,audit",
-        "--expires", "2031-01-31", "--label", "bigger plan",
+        app,
+        "keys",
+        "update",
+        "1",
+        "--daily-limit",
+        "50",
+        "--scopes",
+        "export,audit",
+        "--expires",
+        "2031-01-31",
+        "--label",
+        "bigger plan",
     )
     assert result.exit_code == 0, result.output
     row = seeded.one("SELECT rate_limit, scopes, expires_at, label FROM api_keys WHERE id = 1")

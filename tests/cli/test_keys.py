@@ -50,9 +50,7 @@ def test_keys_create_prints_the_key_alone_on_stdout(app, seeded):
 def test_only_the_hash_and_prefix_are_stored(app, seeded):
     key = create_key(app, "--user-id", "2", "--scopes", "export,audit", "--label", "ops")
     assert key not in seeded.dump()
-    row = seeded.one(
-        "SELECT key_hash, key_prefix, scopes FROM api_keys WHERE label = 'ops'"
-    )
+    row = seeded.one("SELECT key_hash, key_prefix, scopes FROM api_keys WHERE label = 'ops'")
     # A keyed hash: the plain SHA-256 of the key (all a stolen copy could test) is not stored.
     assert row["key_hash"] == key_hash(key)
     assert row["key_hash"] != hashlib.sha256(key.encode()).hexdigest()
@@ -128,9 +126,12 @@ def test_keys_revoke_disables_the_key(app, client, seeded):
 def test_key_expiring_in_the_past_is_refused(app, client, seeded):
     yesterday = (utc_today() - timedelta(days=1)).isoformat()
     key = create_key(app, "--user-id", "2", "--expires", yesterday)
-    assert seeded.value(
-        "SELECT expires_at FROM api_keys WHERE key_prefix = %s", (key[:6],)
-    ).isoformat() == yesterday
+    assert (
+        seeded.value(
+            "SELECT expires_at FROM api_keys WHERE key_prefix = %s", (key[:6],)
+        ).isoformat()
+        == yesterday
+    )
     assert_error(client.get("/api/export", headers={"X-API-Key": key}), 401, "key_expired")
 
 

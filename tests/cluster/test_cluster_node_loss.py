@@ -44,8 +44,11 @@ def load(urls: list[str], answers: list[Answer], stop: threading.Event, threads:
                 headers={"X-API-Key": KEY, "X-Request-ID": request_id},
                 timeout=60,
             )
-            code = response.json().get("error", {}).get("code") if response.status_code >= 400 \
+            code = (
+                response.json().get("error", {}).get("code")
+                if response.status_code >= 400
                 else None
+            )
             answers.append(Answer(instance, request_id, response.status_code, sent, code))
 
     workers = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
@@ -63,9 +66,7 @@ def checksums(port: int, database: str) -> dict[str, tuple]:
     return found
 
 
-def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(
-    galera, cluster_db, instances
-):
+def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(galera, cluster_db, instances):
     key_id = add_key(galera.ports[0], cluster_db, KEY, LIMIT)
     served = [instances(cluster_db, node) for node in range(3)]
     answers: list[Answer] = []
@@ -79,8 +80,10 @@ def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(
         # Load goes on through the stall (writes wait until the group evicts the node, ~6 s) and
         # well past the limit.
         wait_until(
-            lambda: time.monotonic() - killed_at > 10
-            and sum(a.status == 429 for a in answers[:] if a.sent > killed_at) >= 100,
+            lambda: (
+                time.monotonic() - killed_at > 10
+                and sum(a.status == 429 for a in answers[:] if a.sent > killed_at) >= 100
+            ),
             timeout=120,
         )
     finally:
@@ -88,8 +91,10 @@ def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(
         for w in workers:
             w.join(timeout=90)
     statuses = Counter(a.status for a in answers)
-    print(f"node loss: {len(answers)} answers {dict(statuses)}, "
-          f"errors {dict(Counter(a.code for a in answers if a.status >= 500))}")
+    print(
+        f"node loss: {len(answers)} answers {dict(statuses)}, "
+        f"errors {dict(Counter(a.code for a in answers if a.status >= 500))}"
+    )
     assert set(statuses) <= {200, 429, 503}, statuses
     # No admission beyond the limit. A quota UPDATE whose node died after replicating it but
     # before answering counts without a 200 (its client got a 503): hence the lower bound.
@@ -97,18 +102,29 @@ def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(
     assert statuses[200] >= LIMIT - statuses[503]
     survivors = [p for n, p in enumerate(galera.ports) if n != KILLED]
     for port in survivors:
-        assert synced_value(port, cluster_db, "SELECT calls_made FROM api_keys WHERE id = %s",
-                            (key_id,)) == LIMIT
+        assert (
+            synced_value(
+                port, cluster_db, "SELECT calls_made FROM api_keys WHERE id = %s", (key_id,)
+            )
+            == LIMIT
+        )
     # Instance 3 moved to another node: after the stall it answers as the others do.
     late = [a for a in answers if a.instance == KILLED and a.sent > killed_at + 8]
     assert late and all(a.status in (200, 429) for a in late), Counter(a.status for a in late)
+
     # Every answered request has its audit row, with the status its client saw.
     def audit_rows():
-        return synced_rows(survivors[0], cluster_db,
-                           "SELECT request_id, response_code FROM audit_logs WHERE key_id = %s",
-                           (key_id,))
-    wait_until(lambda: {r["request_id"] for r in audit_rows()} >= {a.request_id for a in answers},
-               timeout=30)
+        return synced_rows(
+            survivors[0],
+            cluster_db,
+            "SELECT request_id, response_code FROM audit_logs WHERE key_id = %s",
+            (key_id,),
+        )
+
+    wait_until(
+        lambda: {r["request_id"] for r in audit_rows()} >= {a.request_id for a in answers},
+        timeout=30,
+    )
     rows = audit_rows()
     assert {r["request_id"]: r["response_code"] for r in rows} == {
         a.request_id: a.status for a in answers

@@ -43,8 +43,10 @@ def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, i
         for a, b in zip(after, before, strict=True)
         for name in ("wsrep_local_cert_failures", "wsrep_local_bf_aborts")
     )
-    print(f"burst: {dict(Counter(r.status_code for r in responses))}, "
-          f"certification conflicts and aborts on the nodes: {conflicts}")
+    print(
+        f"burst: {dict(Counter(r.status_code for r in responses))}, "
+        f"certification conflicts and aborts on the nodes: {conflicts}"
+    )
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: LIMIT, 429: TOTAL - LIMIT}, statuses
@@ -53,11 +55,16 @@ def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, i
     by_instance = Counter(r.url.split("/api")[0] for r in responses)
     assert len(by_instance) == 3 and min(by_instance.values()) == TOTAL // 3
     for port in galera.ports:
-        count = synced_value(port, cluster_db, "SELECT calls_made FROM api_keys WHERE id = %s",
-                             (key_id,))
+        count = synced_value(
+            port, cluster_db, "SELECT calls_made FROM api_keys WHERE id = %s", (key_id,)
+        )
         assert count == LIMIT, f"node {port}: calls_made {count}"
-        wait_until(lambda port=port: audit_counts(port, cluster_db, key_id)
-                   == {200: LIMIT, 429: TOTAL - LIMIT}, timeout=20)
+        wait_until(
+            lambda port=port: (
+                audit_counts(port, cluster_db, key_id) == {200: LIMIT, 429: TOTAL - LIMIT}
+            ),
+            timeout=20,
+        )
 
 
 def reset_epoch(day: date) -> str:
@@ -90,8 +97,10 @@ def test_the_same_burst_across_a_utc_midnight_admits_50_on_each_day(
     # Day one is spent (its 50 admitted, refusals seen) before the clock moves; requests still in
     # flight then straddle the jump.
     wait_until(
-        lambda: sum(r.status_code == 200 for r in seen[:]) >= LIMIT
-        and sum(r.status_code == 429 for r in seen[:]) >= 30,
+        lambda: (
+            sum(r.status_code == 200 for r in seen[:]) >= LIMIT
+            and sum(r.status_code == 429 for r in seen[:]) >= 30
+        ),
         timeout=120,
     )
     clock.set(datetime.combine(day + timedelta(days=1), time(0, 0, 1), UTC))
@@ -109,11 +118,18 @@ def test_the_same_burst_across_a_utc_midnight_admits_50_on_each_day(
     # A request that read the clock just before the jump but reached the database after the new
     # day's first one counts in the new day (the stored day never moves back): hence ">=".
     assert resets[reset_epoch(day + timedelta(days=1))] >= LIMIT
-    assert set(resets) <= {reset_epoch(day + timedelta(days=1)),
-                           reset_epoch(day + timedelta(days=2))}
+    assert set(resets) <= {
+        reset_epoch(day + timedelta(days=1)),
+        reset_epoch(day + timedelta(days=2)),
+    }
     for port in galera.ports:
-        row = synced_rows(port, cluster_db,
-                          "SELECT calls_made, last_reset FROM api_keys WHERE id = %s", (key_id,))
+        row = synced_rows(
+            port, cluster_db, "SELECT calls_made, last_reset FROM api_keys WHERE id = %s", (key_id,)
+        )
         assert row == [{"calls_made": LIMIT, "last_reset": day + timedelta(days=1)}], port
-        wait_until(lambda port=port: audit_counts(port, cluster_db, key_id)
-                   == {200: 2 * LIMIT, 429: TOTAL - 2 * LIMIT}, timeout=20)
+        wait_until(
+            lambda port=port: (
+                audit_counts(port, cluster_db, key_id) == {200: 2 * LIMIT, 429: TOTAL - 2 * LIMIT}
+            ),
+            timeout=20,
+        )

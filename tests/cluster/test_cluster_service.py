@@ -62,18 +62,29 @@ def test_two_migrations_through_two_nodes_at_once_apply_each_migration_once(heal
         assert sorted(applied) == [0, len(migrations.available())]
         expected = [m.version for m in migrations.available()]
         for port in healthy_galera.ports:
-            versions = [r["version"] for r in synced_rows(
-                port, name, "SELECT version FROM schema_migrations ORDER BY version")]
+            versions = [
+                r["version"]
+                for r in synced_rows(
+                    port, name, "SELECT version FROM schema_migrations ORDER BY version"
+                )
+            ]
             assert versions == expected, port
             assert synced_value(port, name, "SELECT COUNT(*) FROM schema_migrations_lock") == 0
             # Galera replicates InnoDB tables with a primary key only: every table has one.
-            assert synced_rows(port, name, """
+            assert (
+                synced_rows(
+                    port,
+                    name,
+                    """
                 SELECT t.table_name FROM information_schema.tables t
                  WHERE t.table_schema = DATABASE() AND t.table_type = 'BASE TABLE'
                    AND (t.engine <> 'InnoDB' OR NOT EXISTS (
                         SELECT 1 FROM information_schema.table_constraints c
                          WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name
-                           AND c.constraint_type = 'PRIMARY KEY'))""") == []
+                           AND c.constraint_type = 'PRIMARY KEY'))""",
+                )
+                == []
+            )
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -91,7 +102,11 @@ def test_the_postman_collection_passes_against_an_instance_on_the_cluster(health
     }
     done = subprocess.run(
         [str(ROOT / "scripts" / "postman"), "--report-dir", str(tmp_path / "postman")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = [line for line in done.stdout.splitlines() if line.startswith("newman: ")]

@@ -39,8 +39,13 @@ def mysql_load(database: str, sql: bytes, zone: str = "+00:00") -> None:
     if testkit.DB_PASS:
         env["MYSQL_PWD"] = testkit.DB_PASS
     argv = [
-        "mysql", f"-u{testkit.DB_USER}", f"-h{testkit.DB_HOST}", f"-P{testkit.DB_PORT}",
-        "--protocol=TCP", f"--init-command=SET time_zone = '{zone}'", database,
+        "mysql",
+        f"-u{testkit.DB_USER}",
+        f"-h{testkit.DB_HOST}",
+        f"-P{testkit.DB_PORT}",
+        "--protocol=TCP",
+        f"--init-command=SET time_zone = '{zone}'",
+        database,
     ]
     done = subprocess.run(argv, input=sql, capture_output=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -57,7 +62,9 @@ def run_migrate(database: str, *, after_statement=None, **context) -> list:
     conn = testkit.root_connection(database)
     try:
         return migrations.migrate(
-            conn, testkit.upgrade_context(**context), log=lambda _line: None,
+            conn,
+            testkit.upgrade_context(**context),
+            log=lambda _line: None,
             after_statement=after_statement,
         )
     finally:
@@ -75,7 +82,8 @@ def schema_of(database: str) -> dict[str, str]:
             if kind == "VIEW":
                 text = sql.value(
                     "SELECT view_definition FROM information_schema.views "
-                    "WHERE table_schema = DATABASE() AND table_name = %s", (name,)
+                    "WHERE table_schema = DATABASE() AND table_name = %s",
+                    (name,),
                 )
             else:
                 text = list(sql.one(f"SHOW CREATE TABLE `{name}`").values())[1]

@@ -64,8 +64,13 @@ def legacy_database() -> Iterator[str]:
         if DB_PASS:
             env["MYSQL_PWD"] = DB_PASS
         argv = [
-            "mysql", f"-u{DB_USER}", f"-h{DB_HOST}", f"-P{DB_PORT}",
-            "--protocol=TCP", f"--init-command=SET time_zone = '{LEGACY_ZONE}'", name,
+            "mysql",
+            f"-u{DB_USER}",
+            f"-h{DB_HOST}",
+            f"-P{DB_PORT}",
+            "--protocol=TCP",
+            f"--init-command=SET time_zone = '{LEGACY_ZONE}'",
+            name,
         ]
         with LEGACY_SQL.open("rb") as stdin:
             done = subprocess.run(argv, stdin=stdin, capture_output=True, env=env, timeout=30)
@@ -150,10 +155,13 @@ def test_keys_are_hashed_and_no_plain_key_column_remains(legacy, migrated_sql):
         assert after[old["id"]]["key_hash"] == key_hash(plain)
         assert after[old["id"]]["key_hash"] != hashlib.sha256(plain.encode()).hexdigest()
         assert after[old["id"]]["key_prefix"] == plain[:6]
-    assert migrated_sql.all(
-        "SELECT table_name FROM information_schema.COLUMNS "
-        "WHERE table_schema = DATABASE() AND column_name = 'api_key'"
-    ) == []
+    assert (
+        migrated_sql.all(
+            "SELECT table_name FROM information_schema.COLUMNS "
+            "WHERE table_schema = DATABASE() AND column_name = 'api_key'"
+        )
+        == []
+    )
 
 
 def test_no_planted_key_nor_any_seven_character_piece_survives(legacy, migrated_sql):

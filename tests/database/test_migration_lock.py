@@ -33,8 +33,9 @@ def test_a_dead_runs_lease_expires_and_is_taken_over(conns):
     first, second = conns
     assert migration_lock.try_acquire(first, "died", lease=1)
     with first.cursor() as cur:  # as if its lease had run out a while ago
-        cur.execute("UPDATE schema_migrations_lock SET expires_at = UTC_TIMESTAMP(6) - "
-                    "INTERVAL 1 SECOND")
+        cur.execute(
+            "UPDATE schema_migrations_lock SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND"
+        )
     assert migration_lock.try_acquire(second, "next")
     # The dead run's release (if it ever came) cannot free the new holder's lock.
     migration_lock.release(first, "died")
@@ -46,8 +47,10 @@ def test_renewal_keeps_a_live_runs_lease(conns):
     assert migration_lock.try_acquire(first, "live", lease=1)
     migration_lock.renew(first, "live", lease=600)
     with first.cursor() as cur:
-        cur.execute("SELECT expires_at > UTC_TIMESTAMP(6) + INTERVAL 500 SECOND AS renewed "
-                    "FROM schema_migrations_lock")
+        cur.execute(
+            "SELECT expires_at > UTC_TIMESTAMP(6) + INTERVAL 500 SECOND AS renewed "
+            "FROM schema_migrations_lock"
+        )
         assert cur.fetchone()["renewed"] == 1
     assert not migration_lock.try_acquire(second, "other")
 

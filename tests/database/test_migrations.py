@@ -30,8 +30,14 @@ from testkit import (
 MIGRATION_FILES = sorted((ROOT / "sql" / "migrations").glob("*.sql"))
 SAMPLE_SQL = ROOT / "sql" / "sample_database.sql"
 TABLES = {
-    "users", "api_keys", "audit_logs", "articles", "schema_migrations", "schema_migrations_lock",
-    "auth_failures", "auth_failure_salts",
+    "users",
+    "api_keys",
+    "audit_logs",
+    "articles",
+    "schema_migrations",
+    "schema_migrations_lock",
+    "auth_failures",
+    "auth_failure_salts",
 }
 
 
@@ -249,9 +255,12 @@ def test_sample_database_sql_loads_twice_and_changes_nothing_the_second_time(
         assert (again.returncode, again.stderr) == (0, "")
         assert (shape(loaded_sample_database), versions(sql), table_counts(sql)) == before
         assert sql.value("SELECT calls_made FROM api_keys WHERE id = 1") == 3  # rows kept
-        assert sql.value(  # the guards leave nothing behind
-            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
-        ) == 0
+        assert (
+            sql.value(  # the guards leave nothing behind
+                "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()"
+            )
+            == 0
+        )
     finally:
         sql.close()
 

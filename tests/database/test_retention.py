@@ -23,8 +23,6 @@ DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)
 
 
-
-
 def add_rows(sql, now: datetime, ages: dict[str, timedelta]) -> None:
     """One audit row per label, `age` before `now` (naive UTC, as the service stores it)."""
     for label, age in ages.items():
@@ -101,8 +99,12 @@ class RecordingConnection(pymysql.connections.Connection):
 
 def recording_connection(database: str) -> RecordingConnection:
     return RecordingConnection(
-        host=DB_HOST, port=DB_PORT, user=DB_USER, password=DB_PASS,
-        database=database, autocommit=True,
+        host=DB_HOST,
+        port=DB_PORT,
+        user=DB_USER,
+        password=DB_PASS,
+        database=database,
+        autocommit=True,
     )
 
 

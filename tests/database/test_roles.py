@@ -63,8 +63,7 @@ def mysql_client(database: str, script: Path) -> None:
     env = {**os.environ}
     if DB_PASS:
         env["MYSQL_PWD"] = DB_PASS
-    argv = ["mysql", f"-u{DB_USER}", f"-h{DB_HOST}", f"-P{DB_PORT}",
-            "--protocol=TCP", database]
+    argv = ["mysql", f"-u{DB_USER}", f"-h{DB_HOST}", f"-P{DB_PORT}", "--protocol=TCP", database]
     with script.open("rb") as stdin:
         done = subprocess.run(argv, stdin=stdin, capture_output=True, env=env, timeout=30)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
@@ -229,8 +228,10 @@ def test_service_works_as_the_service_account(accounts, app_factory, sql):
     assert refused.value.args[0] in DENIED, "the service account cannot erase the trail"
     assert purge_audit_logs(accounts.connect(RETENTION), cutoff, batch=2) == 3
     assert sql.value("SELECT COUNT(*) FROM audit_logs") == before - 3
-    assert sql.value("SELECT COUNT(*) FROM audit_logs WHERE `timestamp` < %s",
-                     (as_utc_naive(cutoff),)) == 0
+    assert (
+        sql.value("SELECT COUNT(*) FROM audit_logs WHERE `timestamp` < %s", (as_utc_naive(cutoff),))
+        == 0
+    )
     # ... and the CLI command with the app's settings.
     sql.run(
         "INSERT INTO audit_logs (key_id, key_prefix, endpoint, response_code, response_time_ms, "
@@ -272,9 +273,9 @@ def test_gunicorn_serves_as_the_service_account(accounts, serve, sql):
     ids = [r.headers["X-Request-ID"] for r in exported]
     # Workers flush their audit buffers every 0.2 s (BASE_SETTINGS).
     wait_until(
-        lambda: sql.value(
-            "SELECT COUNT(*) FROM audit_logs WHERE request_id IN %s", (ids,)
-        ) == len(ids)
+        lambda: (
+            sql.value("SELECT COUNT(*) FROM audit_logs WHERE request_id IN %s", (ids,)) == len(ids)
+        )
     )
     listed = requests.get(served.url + "/api/audit?limit=100", headers=DEF, timeout=5)
     assert listed.status_code == 200
@@ -368,9 +369,12 @@ def test_retention_account_purges_and_does_nothing_else(accounts, sql):
     conn = accounts.connect(RETENTION)
     try:
         cutoff = "2024-01-01"
-        assert error_number(
-            conn, f"DELETE FROM audit_logs WHERE `timestamp` < '{cutoff}' ORDER BY id LIMIT 2"
-        ) is None
+        assert (
+            error_number(
+                conn, f"DELETE FROM audit_logs WHERE `timestamp` < '{cutoff}' ORDER BY id LIMIT 2"
+            )
+            is None
+        )
         refused = {
             statement: error_number(conn, statement)
             for statement in (

@@ -35,7 +35,11 @@ def flask(database: str, *args: str, **env) -> subprocess.CompletedProcess:
     }
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "service", *args],
-        cwd=testkit.ROOT, env=environment, capture_output=True, text=True, timeout=180,
+        cwd=testkit.ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 

@@ -96,8 +96,10 @@ def test_interrupted_after_any_statement_the_next_run_finishes(shape, first, fre
             assert rows_of(name) == expected_rows, f"rows after an interruption at statement {n}"
             interrupted += 1
     with capsys.disabled():
-        print(f"\n[{shape}] interrupted after statements {first}..{first + interrupted - 1} "
-              f"of {total}: {interrupted} x 2 runs, each resumed to a fresh install's schema")
+        print(
+            f"\n[{shape}] interrupted after statements {first}..{first + interrupted - 1} "
+            f"of {total}: {interrupted} x 2 runs, each resumed to a fresh install's schema"
+        )
     assert interrupted or first > total
 
 
@@ -129,8 +131,10 @@ def test_one_new_statement_per_run_still_ends_equal_to_a_fresh_install(shape, da
         assert rows_of(name) == expected_rows
     assert runs == len(seen) + 1 and len(seen) == total
     with capsys.disabled():
-        print(f"\n[{shape}, {'data' if data else 'empty'}] {runs} runs, each killed after one "
-              "new statement, then a final one")
+        print(
+            f"\n[{shape}, {'data' if data else 'empty'}] {runs} runs, each killed after one "
+            "new statement, then a final one"
+        )
 
 
 KILLER = textwrap.dedent(
@@ -155,7 +159,9 @@ def test_a_process_killed_mid_upgrade_leaves_a_state_the_next_run_finishes(n, fr
     with legacy_database("hand_fixed") as name:
         done = subprocess.run(
             [sys.executable, "-c", KILLER, name, str(n), str(testkit.ROOT)],
-            cwd=testkit.ROOT, capture_output=True, timeout=120,
+            cwd=testkit.ROOT,
+            capture_output=True,
+            timeout=120,
         )
         assert done.returncode == -9, done.stderr.decode(errors="replace")
         assert recorded(name) != ALL_VERSIONS

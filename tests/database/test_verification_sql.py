@@ -8,8 +8,18 @@ from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT, flush_audit
 
 
 def run_file(database: str) -> str:
-    cmd = ["mysql", "--protocol=tcp", "-h", DB_HOST, "-P", str(DB_PORT), "-u", DB_USER,
-           "--batch", database]
+    cmd = [
+        "mysql",
+        "--protocol=tcp",
+        "-h",
+        DB_HOST,
+        "-P",
+        str(DB_PORT),
+        "-u",
+        DB_USER,
+        "--batch",
+        database,
+    ]
     if DB_PASS:
         cmd.insert(-1, f"-p{DB_PASS}")
     with open(ROOT / "sql" / "verification.sql", "rb") as sql_file:
@@ -40,8 +50,7 @@ def expectations() -> list[tuple[dict[str, str], str]]:
             text = stripped.lstrip("- ").strip()
             if text.startswith("Expect:"):
                 expect = dict(
-                    part.strip().split(" = ")
-                    for part in text.removeprefix("Expect:").split(", ")
+                    part.strip().split(" = ") for part in text.removeprefix("Expect:").split(", ")
                 )
             continue
         if stripped:
@@ -57,8 +66,13 @@ def expectations() -> list[tuple[dict[str, str], str]]:
 def test_every_promise_in_the_comments_is_an_expect_line_the_output_keeps(client, seeded):
     text = (ROOT / "sql" / "verification.sql").read_text()
     promises = [line for line in text.splitlines() if "Expect" in line and "Expect:" not in line]
-    assert promises in ([], ['-- Each query says what it proves; an "Expect:" line names '
-                             "columns of the query below it and the"]), promises
+    assert promises in (
+        [],
+        [
+            '-- Each query says what it proves; an "Expect:" line names '
+            "columns of the query below it and the"
+        ],
+    ), promises
     # Outcomes the file talks about: a 200, a 401 and a 429 recorded.
     client.get("/api/export", headers={"X-API-Key": "key_DEF456"})
     client.get("/api/export", headers={"X-API-Key": "not-a-key"})

@@ -14,11 +14,17 @@ pytestmark = pytest.mark.reuse_database  # its tests touch audit_logs only
 
 VIEW_MIGRATION = migrations.MIGRATIONS_DIR / "0004_masked_audit_logs.sql"
 VIEW_COLUMNS = [
-    "id", "key_id", "masked_key", "endpoint", "method", "response_code", "response_time_ms",
-    "timestamp", "request_id", "error_code",
+    "id",
+    "key_id",
+    "masked_key",
+    "endpoint",
+    "method",
+    "response_code",
+    "response_time_ms",
+    "timestamp",
+    "request_id",
+    "error_code",
 ]
-
-
 
 
 def view_definition(sql) -> str:
@@ -27,10 +33,13 @@ def view_definition(sql) -> str:
 
 def test_view_runs_with_its_definers_rights(sql):
     assert "SQL SECURITY DEFINER" in view_definition(sql)
-    assert sql.value(
-        "SELECT SECURITY_TYPE FROM information_schema.VIEWS "
-        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'masked_audit_logs'"
-    ) == "DEFINER"
+    assert (
+        sql.value(
+            "SELECT SECURITY_TYPE FROM information_schema.VIEWS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'masked_audit_logs'"
+        )
+        == "DEFINER"
+    )
 
 
 def test_masked_key_is_the_first_six_characters_and_three_dots(sql):

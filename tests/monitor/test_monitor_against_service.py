@@ -21,9 +21,19 @@ def run_monitor(base_url: str, report_dir: Path, *extra: str) -> tuple[int, dict
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
     env["MONITOR_API_KEY"] = "key_DEF456"
     done = subprocess.run(
-        [sys.executable, str(MONITOR), "--base-url", base_url, "--report-dir", str(report_dir),
-         *extra],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(MONITOR),
+            "--base-url",
+            base_url,
+            "--report-dir",
+            str(report_dir),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     reports = sorted(report_dir.glob("report-*.json"))
     report = json.loads(reports[-1].read_text()) if reports else {}
@@ -41,7 +51,9 @@ def test_healthy_then_stopped_service(sample_database, serve, tmp_path):
     assert code == 0, stdout
     assert report["status"] == "pass"
     assert {c["name"]: c["http_status"] for c in report["checks"]} == {
-        "health": 200, "export": 200, "audit": 200,
+        "health": 200,
+        "export": 200,
+        "audit": 200,
     }
     served.stop()
     code, report, stdout = run_monitor(served.url, tmp_path)
@@ -57,9 +69,7 @@ def test_an_endpoint_slower_than_the_threshold_fails(sample_database, serve, tmp
     # A threshold below any real round trip: every check is "slow" by the monitor's rule.
     code, report, _ = run_monitor(served.url, tmp_path, "--threshold-ms", "0.001")
     assert code == 1
-    assert all(
-        "latency_exceeded" in [r["code"] for r in c["reasons"]] for c in report["checks"]
-    )
+    assert all("latency_exceeded" in [r["code"] for r in c["reasons"]] for c in report["checks"])
 
 
 def test_committed_sample_reports_follow_the_schema():

@@ -33,9 +33,15 @@ def test_no_output_of_the_formatters_holds_more_than_six_characters_of_a_key():
     try:
         raise ValueError(f"Invalid HTTP request line: 'GET /?k={NEW}'")
     except ValueError as exc:
-        record = logging.LogRecord("gunicorn.error", logging.ERROR, __file__, 1,
-                                   "Error handling request %s", (f"/api/export?{NEW}=1",),
-                                   (type(exc), exc, exc.__traceback__))
+        record = logging.LogRecord(
+            "gunicorn.error",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling request %s",
+            (f"/api/export?{NEW}=1",),
+            (type(exc), exc, exc.__traceback__),
+        )
     for formatter in (KeyMaskingFormatter("%(message)s"), JsonFormatter()):
         line = formatter.format(record)
         assert NEW[:7] not in line and "wk_aB3..." in line
@@ -49,5 +55,7 @@ def test_the_workers_error_page_is_json_and_quotes_nothing():
     assert client_error_status(RuntimeError("bug")) is None
     page = error_page(400, "Bad Request", "InvalidRequestLine")
     assert page.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert page.endswith(b'{"error":{"code":"bad_request","message":"The request is not valid '
-                         b'HTTP (InvalidRequestLine)."}}')
+    assert page.endswith(
+        b'{"error":{"code":"bad_request","message":"The request is not valid '
+        b'HTTP (InvalidRequestLine)."}}'
+    )

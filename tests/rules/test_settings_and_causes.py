@@ -27,8 +27,15 @@ def no_dotenv(monkeypatch, tmp_path):
 
 def test_one_schema_holds_every_setting_of_the_app_and_of_gunicorn():
     names = set(SettingsSchema().fields)
-    assert {"PORT", "BIND_HOST", "WEB_CONCURRENCY", "GUNICORN_TIMEOUT",
-            "GUNICORN_GRACEFUL_TIMEOUT", "DB_PORT", "LOG_LEVEL"} <= names
+    assert {
+        "PORT",
+        "BIND_HOST",
+        "WEB_CONCURRENCY",
+        "GUNICORN_TIMEOUT",
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        "DB_PORT",
+        "LOG_LEVEL",
+    } <= names
     assert names == set(Settings.__dataclass_fields__)
 
 
@@ -59,18 +66,36 @@ def test_every_problem_is_one_line_naming_the_setting_and_its_source(monkeypatch
 @pytest.mark.parametrize(
     ("code", "message", "words"),
     [
-        (1045, "Access denied for user 'svc'@'x' (using password: YES)",
-         "access denied for user svc at db.example:3307 (check DB_USER and DB_PASS)"),
-        (1049, "Unknown database 'wme'",
-         "unknown database wme at db.example:3307 (create it: flask --app service migrate)"),
-        (2003, "Can't connect to MySQL server on 'db.example' ([Errno 111] Connection refused)",
-         "connection refused at db.example:3307 (no server listens there)"),
-        (2003, "Can't connect to MySQL server on 'db.example' (timed out)",
-         "timed out connecting to db.example:3307 after 3 s"),
-        (2003, "Can't connect to MySQL server on 'db.example' ([Errno -2] Name or service not "
-         "known)", "cannot resolve the host db.example (check DB_HOST)"),
-        (2013, "Lost connection to MySQL server during query", "lost the connection to "
-         "db.example:3307"),
+        (
+            1045,
+            "Access denied for user 'svc'@'x' (using password: YES)",
+            "access denied for user svc at db.example:3307 (check DB_USER and DB_PASS)",
+        ),
+        (
+            1049,
+            "Unknown database 'wme'",
+            "unknown database wme at db.example:3307 (create it: flask --app service migrate)",
+        ),
+        (
+            2003,
+            "Can't connect to MySQL server on 'db.example' ([Errno 111] Connection refused)",
+            "connection refused at db.example:3307 (no server listens there)",
+        ),
+        (
+            2003,
+            "Can't connect to MySQL server on 'db.example' (timed out)",
+            "timed out connecting to db.example:3307 after 3 s",
+        ),
+        (
+            2003,
+            "Can't connect to MySQL server on 'db.example' ([Errno -2] Name or service not known)",
+            "cannot resolve the host db.example (check DB_HOST)",
+        ),
+        (
+            2013,
+            "Lost connection to MySQL server during query",
+            "lost the connection to db.example:3307",
+        ),
     ],
 )
 def test_database_errors_are_named_in_words(code, message, words):

@@ -69,10 +69,27 @@ def test_a_canary_key_never_appears_in_any_response_log_or_table(sample_database
         "DB_NAME": sample_database,
     }
     created = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service", "keys", "create", "--user-id", "1",
-         # Only the two 200s below cost a unit; the third export is the 429.
-         "--scopes", "export,import", "--daily-limit", "2"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "service",
+            "keys",
+            "create",
+            "--user-id",
+            "1",
+            # Only the two 200s below cost a unit; the third export is the 429.
+            "--scopes",
+            "export,import",
+            "--daily-limit",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     canary = created.stdout.strip()
     assert canary.startswith("wk_") and len(canary) == 35
@@ -84,14 +101,21 @@ def test_a_canary_key_never_appears_in_any_response_log_or_table(sample_database
         sample_database,
         workers=2,
         # The key's limit is raised mid-run: no cached row may answer for the old one.
-        extra_env={"DB_PORT": str(relay.port), "MAX_BODY_BYTES": "4096", "LOG_LEVEL": "DEBUG",
-                   "KEY_CACHE_SECONDS": "0"},
+        extra_env={
+            "DB_PORT": str(relay.port),
+            "MAX_BODY_BYTES": "4096",
+            "LOG_LEVEL": "DEBUG",
+            "KEY_CACHE_SECONDS": "0",
+        },
     )
     url = served.url
     H = {"X-API-Key": canary}
     article = {
-        "title": "Canary", "url": "https://en.wikipedia.org/wiki/Canary", "language": "en",
-        "summary": "A small songbird.", "updated_at": "2026-01-01T00:00:00Z",
+        "title": "Canary",
+        "url": "https://en.wikipedia.org/wiki/Canary",
+        "language": "en",
+        "summary": "A small songbird.",
+        "updated_at": "2026-01-01T00:00:00Z",
     }
     responses: list[requests.Response] = []
 
@@ -117,8 +141,15 @@ def test_a_canary_key_never_appears_in_any_response_log_or_table(sample_database
         assert call("GET", f"/api/export?api_key={canary}") == 401
         assert call("GET", "/api/export", headers={**H, "X-Request-ID": canary}) == 429
         sql.run("UPDATE api_keys SET rate_limit = 1000 WHERE id = %s", (key_id,))
-        assert call("POST", "/api/import", data=b"[" + b" " * 8192 + b"]", headers={
-            **H, "Content-Type": "application/json"}) == 413
+        assert (
+            call(
+                "POST",
+                "/api/import",
+                data=b"[" + b" " * 8192 + b"]",
+                headers={**H, "Content-Type": "application/json"},
+            )
+            == 413
+        )
         sql.run("RENAME TABLE articles TO articles_away")
         try:
             assert call("GET", "/api/export", headers=H) == 500
@@ -145,9 +176,7 @@ def test_a_canary_key_never_appears_in_any_response_log_or_table(sample_database
     log_text = Path(served.log_path).read_text(encoding="utf-8", errors="replace")
     assert '"status": 500' in log_text and '"key_prefix": "' + canary[:6] in log_text
     haystacks = {
-        "responses": "\n".join(
-            f"{r.status_code} {dict(r.headers)!r} {r.text}" for r in responses
-        ),
+        "responses": "\n".join(f"{r.status_code} {dict(r.headers)!r} {r.text}" for r in responses),
         "log": log_text,
         "tables": sql.dump(),
         "cli stderr": cli_text,

@@ -21,7 +21,7 @@ IMPORTS, RECORDS, AT_ONCE = 48, 400, 8
 def body(n: int) -> list[dict]:
     # Every import touches the same 400 URLs, in an order of its own.
     order = list(range(RECORDS))
-    order = order[n % RECORDS:] + order[: n % RECORDS]
+    order = order[n % RECORDS :] + order[: n % RECORDS]
     if n % 2:
         order.reverse()
     return [
@@ -48,8 +48,9 @@ def test_48_concurrent_imports_of_the_same_urls_never_say_the_database_is_down(
     served = serve(sample_database, workers=AT_ONCE)
 
     def run(n: int) -> requests.Response:
-        return requests.post(served.url + "/api/import", json=body(n),
-                             headers={"X-API-Key": KEY}, timeout=120)
+        return requests.post(
+            served.url + "/api/import", json=body(n), headers={"X-API-Key": KEY}, timeout=120
+        )
 
     with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
         responses = list(pool.map(run, range(IMPORTS)))

@@ -68,8 +68,7 @@ def test_never_migrated_database_answers_503_naming_the_fix_without_traceback(se
         assert response.status_code == 503
         assert response.json()["error"] == {
             "code": "not_ready",
-            "message": "The service's database is not ready: migrations are pending. "
-            "Retry later.",
+            "message": "The service's database is not ready: migrations are pending. Retry later.",
         }
         assert response.headers["Retry-After"] == "5"
     text = served.log_text()

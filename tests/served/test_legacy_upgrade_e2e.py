@@ -38,7 +38,11 @@ def operator_migrate(database: str) -> str:
     }
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "service", "migrate"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
@@ -50,14 +54,27 @@ def run_collection(base_url: str, workdir: Path) -> tuple[list[str], list[str]]:
     if NEWMAN.exists() and shutil.which("node"):
         export = workdir / "newman.json"
         done = subprocess.run(
-            [str(NEWMAN), "run", str(COLLECTION), "--env-var", f"baseUrl={base_url}",
-             "--reporters", "cli,json", "--reporter-json-export", str(export)],
-            capture_output=True, text=True, timeout=120,
+            [
+                str(NEWMAN),
+                "run",
+                str(COLLECTION),
+                "--env-var",
+                f"baseUrl={base_url}",
+                "--reporters",
+                "cli,json",
+                "--reporter-json-export",
+                str(export),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         report = json.loads(export.read_text())
         failed = [
             f"{e['item']['name']}: {a['assertion']}"
-            for e in report["run"]["executions"] for a in e.get("assertions", []) if a.get("error")
+            for e in report["run"]["executions"]
+            for a in e.get("assertions", [])
+            if a.get("error")
         ]
         bodies = [
             bytes(e["response"]["stream"]["data"]).decode("utf-8", errors="replace")
@@ -70,7 +87,8 @@ def run_collection(base_url: str, workdir: Path) -> tuple[list[str], list[str]]:
         request = item["request"]
         response = requests.get(
             request["url"].replace("{{baseUrl}}", base_url),
-            headers={h["key"]: h["value"] for h in request["header"]}, timeout=30,
+            headers={h["key"]: h["value"] for h in request["header"]},
+            timeout=30,
         )
         bodies.append(response.text)
         if response.status_code != 200:
@@ -88,10 +106,24 @@ def run_monitor(base_url: str, report_dir: Path) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
     env["MONITOR_API_KEY"] = "key_DEF456"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "service_monitor.py"), "--base-url", base_url,
-         "--report-dir", str(report_dir), "--threshold-ms", "10000", "--timeout-ms", "15000",
-         "--run-timeout-ms", "30000"],
-        env=env, capture_output=True, text=True, timeout=90,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "service_monitor.py"),
+            "--base-url",
+            base_url,
+            "--report-dir",
+            str(report_dir),
+            "--threshold-ms",
+            "10000",
+            "--timeout-ms",
+            "15000",
+            "--run-timeout-ms",
+            "30000",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     reports = "".join(p.read_text() for p in sorted(report_dir.glob("report-*.json")))
     return done.returncode, done.stdout + done.stderr + reports
@@ -135,14 +167,30 @@ def test_without_the_key_hash_secret_the_service_and_the_cli_refuse_to_start():
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KEY_HASH_"))}
     env.update({k: str(v) for k, v in BASE_SETTINGS.items() if k != "KEY_HASH_SECRET"})
-    env.update(PORT="1", BIND_HOST="127.0.0.1", WEB_CONCURRENCY="1",
-               PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    env.update(
+        PORT="1",
+        BIND_HOST="127.0.0.1",
+        WEB_CONCURRENCY="1",
+        PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    )
     # Empty in the environment, which wins over a .env that scripts/run may have written.
     env["KEY_HASH_SECRET"] = ""
-    served = subprocess.run([str(ROOT / "scripts" / "serve")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
-    cli = subprocess.run([sys.executable, "-m", "flask", "--app", "service", "migrate"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    served = subprocess.run(
+        [str(ROOT / "scripts" / "serve")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "service", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     for done in (served, cli):
         assert done.returncode != 0
         assert line in done.stdout + done.stderr

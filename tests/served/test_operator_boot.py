@@ -117,7 +117,11 @@ def test_every_bad_setting_is_one_line_and_no_value_is_echoed(project):
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert [line.split(" ")[2] for line in lines] == [
-        "DB_PORT", "DB_TIME_ZONE", "LOG_LEVEL", "WEB_CONCURRENCY", "GUNICORN_TIMEOUT",
+        "DB_PORT",
+        "DB_TIME_ZONE",
+        "LOG_LEVEL",
+        "WEB_CONCURRENCY",
+        "GUNICORN_TIMEOUT",
     ]
     assert all(line.startswith("bad setting ") for line in lines)
     assert SECRET not in done.stderr and "abc" not in done.stderr
@@ -162,9 +166,7 @@ def test_a_second_run_while_one_is_serving_says_the_port_is_taken(project, tmp_p
         db = {k: str(v) for k, v in BASE_SETTINGS.items()} | {"DB_NAME": name}
         first = start_service(name, tmp_path / "first.log", workers=1)
         try:
-            done, _ = run(
-                project, "run", **db, PORT=str(first.port), BIND_HOST="127.0.0.1"
-            )
+            done, _ = run(project, "run", **db, PORT=str(first.port), BIND_HOST="127.0.0.1")
         finally:
             first.stop()
     assert done.returncode == 1
@@ -184,14 +186,22 @@ def test_run_starts_the_service_when_everything_is_right(project, tmp_path):
         port = free_port()
         env = environment(
             **{k: str(v) for k, v in BASE_SETTINGS.items()},
-            DB_NAME=name, PORT=str(port), BIND_HOST="127.0.0.1", WEB_CONCURRENCY="1",
+            DB_NAME=name,
+            PORT=str(port),
+            BIND_HOST="127.0.0.1",
+            WEB_CONCURRENCY="1",
         )
         log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - the child writes it
         process = subprocess.Popen(
-            [str(project / "scripts" / "run")], cwd=project, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [str(project / "scripts" / "run")],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
+
             def answers() -> bool:
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=1):

@@ -105,8 +105,9 @@ def test_database_going_away_mid_run_gives_503_then_recovers(sample_database, se
         )
         url = served.url + "/api/export?limit=1"
         headers = {"X-API-Key": "key_DEF456"}
-        assert all(requests.get(url, headers=headers, timeout=10).status_code == 200
-                   for _ in range(4))
+        assert all(
+            requests.get(url, headers=headers, timeout=10).status_code == 200 for _ in range(4)
+        )
         relay.cut()
         down = [requests.get(url, headers=headers, timeout=10) for _ in range(6)]
         assert [r.status_code for r in down] == [503] * 6
@@ -119,10 +120,13 @@ def test_database_going_away_mid_run_gives_503_then_recovers(sample_database, se
         assert back == [200] * 4
         # The audit rows of the 503s waited in the buffer and are written after recovery.
         wait_until(
-            lambda: sql.value(
-                "SELECT COUNT(*) FROM audit_logs WHERE response_code = 503 "
-                "AND error_code = 'db_unavailable'"
-            ) == 6,
+            lambda: (
+                sql.value(
+                    "SELECT COUNT(*) FROM audit_logs WHERE response_code = 503 "
+                    "AND error_code = 'db_unavailable'"
+                )
+                == 6
+            ),
             timeout=15,
         )
     finally:

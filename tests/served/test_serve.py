@@ -199,9 +199,7 @@ def test_oversized_header_is_refused_and_the_service_keeps_answering(sample_data
 @pytest.mark.e2e
 def test_sigterm_finishes_accepted_requests_and_exits_0(sample_database, serve):
     grace = 10
-    served = serve(
-        sample_database, workers=2, extra_env={"GUNICORN_GRACEFUL_TIMEOUT": str(grace)}
-    )
+    served = serve(sample_database, workers=2, extra_env={"GUNICORN_GRACEFUL_TIMEOUT": str(grace)})
     db_value(sample_database, "UPDATE api_keys SET rate_limit = 100 WHERE id = 1")
     records = [
         {
@@ -250,10 +248,14 @@ def test_sigterm_finishes_accepted_requests_and_exits_0(sample_database, serve):
     assert response.json() == {"status": "success", "imported": len(records)}
     assert db_value(sample_database, "SELECT COUNT(*) FROM articles") == before + len(records)
     # The worker flushed its audit buffer on the way out: the import is in the trail.
-    assert db_value(
-        sample_database,
-        "SELECT COUNT(*) FROM audit_logs WHERE endpoint = '/api/import' AND response_code = 200",
-    ) == 1
+    assert (
+        db_value(
+            sample_database,
+            "SELECT COUNT(*) FROM audit_logs"
+            " WHERE endpoint = '/api/import' AND response_code = 200",
+        )
+        == 1
+    )
     with pytest.raises(requests.ConnectionError):
         requests.get(served.url + "/health", timeout=2)
 

@@ -36,8 +36,9 @@ def test_database_lost_mid_stream_breaks_the_transfer_and_is_audited(sample_data
     try:
         sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
-        sock.sendall(b"GET /api/export?format=ndjson HTTP/1.1\r\nHost: x\r\n"
-                     b"X-API-Key: key_DEF456\r\n\r\n")
+        sock.sendall(
+            b"GET /api/export?format=ndjson HTTP/1.1\r\nHost: x\r\nX-API-Key: key_DEF456\r\n\r\n"
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(1024)

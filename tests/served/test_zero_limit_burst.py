@@ -55,7 +55,8 @@ def test_300_concurrent_requests_on_a_limit_of_zero_or_less_admit_none(
     assert statuses == {429: TOTAL}, statuses
     assert {r.headers["X-RateLimit-Limit"] for r in responses} == {"0"}
     assert {r.headers["X-RateLimit-Used"] for r in responses} == {"0"}
-    row = sql.one("SELECT calls_made, last_reset FROM api_keys WHERE key_prefix = LEFT(%s, 6)",
-                  (key,))
+    row = sql.one(
+        "SELECT calls_made, last_reset FROM api_keys WHERE key_prefix = LEFT(%s, 6)", (key,)
+    )
     assert row == {"calls_made": 0, "last_reset": None}
     sql.close()
