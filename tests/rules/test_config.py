@@ -24,16 +24,6 @@ SETTING_NAMES = [f.name for f in dataclasses.fields(Settings)]
 SECRET = "s3cretvalue"
 
 
-@pytest.fixture(autouse=True)
-def keep_root_logger():
-    """create_app() configures the root logger from LOG_LEVEL: put it back afterwards."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.handlers[:] = handlers
-
-
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No setting in the environment but the key hash secret (without which nothing boots:

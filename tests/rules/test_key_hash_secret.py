@@ -21,15 +21,6 @@ def no_secret(monkeypatch, tmp_path):
     monkeypatch.setattr(service.config, "PROJECT_ROOT", tmp_path)  # no .env either
 
 
-@pytest.fixture(autouse=True)
-def keep_root_logger():
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    root.setLevel(level)
-    root.handlers[:] = handlers
-
-
 def test_without_the_secret_the_service_refuses_to_start_with_one_line(no_secret):
     settings = {k: v for k, v in BASE_SETTINGS.items() if k != "KEY_HASH_SECRET"}
     with pytest.raises(ConfigError) as caught:
