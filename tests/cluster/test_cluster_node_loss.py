@@ -142,9 +142,6 @@ def test_a_node_killed_mid_load_loses_nothing_and_rejoins_by_ist(galera, cluster
     assert sums[0] == sums[1] == sums[2], sums
 
     # Once: an audit batch whose node died after replicating it but before answering is sent
-    # again to the next node. Writing it twice is a known defect whose fix (an id per row and
-    # INSERT IGNORE) is not on main yet; until then, seeing it marks this test xfail, after every
-    # other check above has passed.
+    # again to the next node; each row's audit_uid and INSERT IGNORE keep it to one row.
     twice = [i for i, n in Counter(r["request_id"] for r in rows).items() if n > 1]
-    if twice:
-        pytest.xfail(f"{len(twice)} audit rows written twice (audit write-once not yet on main)")
+    assert not twice, f"{len(twice)} audit rows written twice"
