@@ -151,10 +151,10 @@ def test_the_root_password_is_required_from_the_environment_with_no_default():
 
 
 def test_an_override_example_publishes_the_database_on_loopback_only():
-    example = yaml.safe_load((ROOT / "docker-compose.override.example.yml").read_text())
+    example = yaml.safe_load((ROOT / "docs" / "docker-compose.override.example.yml").read_text())
     assert example["services"]["db"]["ports"] == ["127.0.0.1:3307:3306"]
     assert "docker-compose.override.yml" in (ROOT / ".gitignore").read_text().split()
-    assert "docker-compose.override.example.yml" in (ROOT / "docker-compose.yml").read_text()
+    assert "docs/docker-compose.override.example.yml" in (ROOT / "docker-compose.yml").read_text()
 
 
 def test_compose_gives_the_sample_database_its_public_secret_and_the_image_bakes_in_none():

@@ -19,9 +19,11 @@ NAME = re.compile(r"\bwme_[a-z_]+")
 
 def exposed() -> set[str]:
     names = set()
+    # From each family's type, not its samples: a labelled series has none until first used.
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
     for metric in REGISTRY.collect():
-        names.update(sample.name for sample in metric.samples)
         names.add(metric.name)
+        names.update(metric.name + suffix for suffix in suffixes.get(metric.type, ()))
     return {n for n in names if n.startswith("wme_")}
 
 
