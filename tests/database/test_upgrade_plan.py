@@ -97,7 +97,10 @@ def test_migrate_prints_the_plan_then_applies_it_and_a_second_plan_has_nothing_t
         done = flask(name, "migrate")
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[: len(plan)] == plan
-        assert done.stdout.rstrip().endswith("4 migration(s) applied; schema at version 4")
+        latest = migrations.latest_version()
+        assert done.stdout.rstrip().endswith(
+            f"{latest} migration(s) applied; schema at version {latest}"
+        )
         again = flask(name, "migrate", "--plan")
         assert again.stdout.splitlines()[1:] == ["nothing to migrate: the schema is current"]
 
@@ -119,13 +122,15 @@ def test_two_instances_starting_together_migrate_once():
         assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
         outs = sorted(r.stdout.splitlines()[-1] for r in results)
         assert outs == [
-            "0 migration(s) applied; schema at version 4",
-            "4 migration(s) applied; schema at version 4",
+            f"0 migration(s) applied; schema at version {migrations.latest_version()}",
+            f"{migrations.latest_version()} migration(s) applied; schema at version "
+            f"{migrations.latest_version()}",
         ]
         assert schema_of(name) == fresh_schema()
         sql = testkit.Sql(name)
         try:
-            assert sql.value("SELECT COUNT(*) FROM schema_migrations") == 4
+            applied = sql.value("SELECT COUNT(*) FROM schema_migrations")
+            assert applied == len(migrations.available())
         finally:
             sql.close()
 
