@@ -18,6 +18,21 @@ from testkit import ROOT
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster"), pytest.mark.e2e]
 
 
+def test_each_node_keeps_temporary_files_in_its_own_folder(healthy_galera):
+    """A starting mariadbd deletes every "#sql*" file in its tmpdir: nodes sharing /tmp would delete
+    each other's temporary tables (and the machine's own server's), which broke bootstraps."""
+    tmpdirs = []
+    for node, port in enumerate(healthy_galera.ports):
+        conn = connect(port)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@tmpdir AS tmpdir")
+                tmpdirs.append(cur.fetchone()["tmpdir"])
+        finally:
+            conn.close()
+        assert tmpdirs[-1] == str(healthy_galera.directory / f"node{node + 1}" / "tmp")
+
+
 def test_get_lock_is_local_to_one_node_so_the_migration_lock_is_a_replicated_row(healthy_galera):
     """Why the migration lock is not GET_LOCK: two nodes both grant the same lock at once."""
     name = f"wme_probe_{uuid.uuid4().hex[:8]}"
