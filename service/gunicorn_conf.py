@@ -43,8 +43,9 @@ keepalive = 2
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
-# Our own structured request log replaces gunicorn's access log.
+# Our own structured request log replaces gunicorn's access log (this logger writes none).
 accesslog = None
+logger_class = "service.gunicorn_worker.RequestLogOnlyLogger"
 errorlog = "-"
 # Never "debug": at that level gunicorn logs every request line, query string included, and a
 # client may have pasted a key there. LOG_LEVEL governs the app's own logs only.
@@ -57,7 +58,6 @@ logconfig_dict = {
     "root": {"level": "INFO", "handlers": []},  # the app adds its own JSON handler
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["masked"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["masked"], "propagate": False},
     },
     "handlers": {
         "masked": {

@@ -126,6 +126,25 @@ def test_serve_runs_gunicorn_sync_workers_from_web_concurrency(database, serve):
 
 
 @pytest.mark.e2e
+def test_each_request_is_logged_once_by_the_service_and_never_by_gunicorn(sample_database, serve):
+    """gunicorn writes an access line (the request line, query string included) whenever a
+    logging configuration is given; the service's own JSON line is the only one it may write."""
+    served = serve(sample_database, workers=1)
+    paths = ["/api/usage", "/api/export?limit=1&since=x", "/api/nowhere"]
+    for path in paths:
+        get(served.url + path, headers=DEF)
+    served.stop()
+    lines = served.log_text().splitlines()
+    logged = [json.loads(line) for line in lines if '"event": "request"' in line]
+    assert [line["path"] for line in logged if line["path"].startswith("/api")] == [
+        "/api/usage",
+        "/api/export",
+        "/api/nowhere",
+    ]
+    assert not [line for line in lines if "HTTP/1.1" in line or "limit=1" in line]
+
+
+@pytest.mark.e2e
 def test_one_request_and_one_audit_connection_per_worker(sample_database, serve):
     workers = 3
     served = serve(sample_database, workers=workers)
