@@ -28,7 +28,7 @@ import uuid
 import weakref
 
 import pymysql
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from service import db as dbmod
 from service import metrics
@@ -258,11 +258,11 @@ def close_all_writers() -> None:
 atexit.register(close_all_writers)
 
 
-def route_for_record() -> str:
+def route_for_record(req: Request) -> str:
     """The path to log and audit: the matched route, or a route-like path, never client text."""
-    if request.url_rule is not None:
-        return request.url_rule.rule
-    path = request.path
+    if req.url_rule is not None:
+        return req.url_rule.rule
+    path = req.path
     return path if _ROUTE_LIKE.match(path) else UNMATCHED_PATH
 
 
@@ -282,30 +282,33 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def start_request_clock() -> None:
-        g.started = time.perf_counter()
-        g.received_at = utc_now()
+        ctx = g._get_current_object()  # one context lookup, not one per attribute
+        ctx.started = time.perf_counter()
+        ctx.received_at = utc_now()
         sent = request.headers.get("X-Request-ID", "")
-        g.request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
-        g.api_key = None
+        ctx.request_id = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        ctx.api_key = None
 
     @app.after_request
     def record_request(response: Response) -> Response:
-        started = g.get("started", time.perf_counter())
+        # The request and g, looked up once: each use of the proxies is a context lookup.
+        req, ctx = request._get_current_object(), g._get_current_object()
+        started = ctx.get("started", time.perf_counter())
         latency_ms = int(round((time.perf_counter() - started) * 1000))
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        key = g.get("api_key")
-        path = route_for_record()
+        request_id = ctx.get("request_id") or uuid.uuid4().hex
+        key = ctx.get("api_key")
+        path = route_for_record(req)
         error_code = getattr(response, "error_code", None)
-        response.headers["X-Request-ID"] = request_id
-        if request.path == "/api" or request.path.startswith("/api/"):
+        response.headers.add("X-Request-ID", request_id)  # set by nothing else
+        if req.path == "/api" or req.path.startswith("/api/"):
             row = {
                 "key_id": key["id"] if key else None,
                 "key_prefix": key["key_prefix"] if key else None,
-                "method": request.method[:10],
+                "method": req.method[:10],
                 "endpoint": path[:255],
                 "response_code": response.status_code,
                 "response_time_ms": latency_ms,
-                "timestamp": g.get("received_at", utc_now()).replace(tzinfo=None),
+                "timestamp": ctx.get("received_at", utc_now()).replace(tzinfo=None),
                 "request_id": request_id,
                 "error_code": error_code,
             }
@@ -319,15 +322,15 @@ def init_app(app: Flask) -> None:
         fields = {
             "event": "request",
             "request_id": request_id,
-            "method": request.method,
+            "method": req.method,
             "path": path,
             "status": response.status_code,
             "latency_ms": latency_ms,
             "key_prefix": key["key_prefix"] if key else None,
             "error_code": error_code,
-            "remote_addr": request.remote_addr,
+            "remote_addr": req.remote_addr,
         }
-        quota_state = g.get("quota")
+        quota_state = ctx.get("quota")
         if quota_state is not None:  # support can see where a key stood, and when it resets
             fields.update(
                 quota_used=quota_state.used,

@@ -84,11 +84,13 @@ def authenticate(db, now: datetime) -> dict:
     the worker's key cache when it holds it (service/key_cache.py), else from one read."""
     key_hash = presented_hash()  # 401 missing_key before anything else: no key is no guess
     address = request.remote_addr or ""
-    limiter = current_app.extensions["auth_limiter"]
+    extensions = current_app.extensions
+    limiter = extensions["auth_limiter"]
     limiter.check(address, now)
-    cache = current_app.extensions["key_cache"]
+    cache = extensions["key_cache"]
     key = cache.get(key_hash) if key_hash is not None else None
-    g.key_hash, g.key_cached = key_hash, key is not None
+    ctx = g._get_current_object()  # one context lookup, not one per attribute
+    ctx.key_hash, ctx.key_cached = key_hash, key is not None
     if key is None:
         try:
             key = db.read(lambda cur: lookup(cur, key_hash))
@@ -98,7 +100,7 @@ def authenticate(db, now: datetime) -> dict:
             raise
         cache.put(key_hash, key)
     # Known before it is judged: an expired or disabled key's refusal is audited under its prefix.
-    g.api_key = key
+    ctx.api_key = key
     check_usable(key, now.astimezone(UTC).date())
     return key
 

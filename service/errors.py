@@ -91,9 +91,11 @@ def error_response(
         body["details"] = details
     response = jsonify(error=body)
     response.status_code = status
+    # A fresh response holds only Content-Type and Content-Length: extend, no need to replace.
     if status == 401:
-        response.headers.update(_AUTHENTICATE)
-    response.headers.update(headers or {})
+        response.headers.extend(_AUTHENTICATE)
+    if headers:
+        response.headers.extend(headers)
     # The audit trail reads the code from here rather than parsing the body.
     response.error_code = str(code)
     return response

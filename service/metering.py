@@ -60,8 +60,9 @@ def charge(db: Database, key: dict, now: datetime, scope: str | None = None) -> 
     """Take one unit of today's quota for `key` on a route needing `scope`, or raise the 429.
     Sets `g.quota` (and `g.charge` when a unit was taken)."""
     today = quota.utc_day(now)
+    ctx = g._get_current_object()  # one context lookup, not one per attribute
     cache = current_app.extensions["key_cache"]
-    key_hash, cached = g.get("key_hash"), g.get("key_cached", False)
+    key_hash, cached = ctx.get("key_hash"), ctx.get("key_cached", False)
     admitted, used = False, None
     # A key the row already shows spent for today is refused without the UPDATE: counts only
     # grow within a day, so the UPDATE would refuse it too (the decision is the row's, read an
@@ -76,7 +77,7 @@ def charge(db: Database, key: dict, now: datetime, scope: str | None = None) -> 
             cache.drop(key_hash)
             key = db.read(lambda cur: auth.lookup(cur, key_hash))
             cache.put(key_hash, key)
-            g.api_key = key
+            ctx.api_key = key
             auth.check_usable(key, today)
             auth.require_scope(key, scope)
             if not quota.spent(key["calls_made"], key["last_reset"], key["rate_limit"], today):
@@ -84,13 +85,13 @@ def charge(db: Database, key: dict, now: datetime, scope: str | None = None) -> 
     limit = shown_limit(key)
     if admitted:
         cache.admitted(key_hash, used, today)
-        g.charge = Charge(key["id"], today, key_hash)
-        g.quota = quota.QuotaState(limit=limit, used=used, now=now)
-        return g.quota
+        ctx.charge = Charge(key["id"], today, key_hash)
+        ctx.quota = quota.QuotaState(limit=limit, used=used, now=now)
+        return ctx.quota
     # Refused: the count is at (or, after a lowered limit, above) the limit for today.
     used = max(limit, quota.used_today(key["calls_made"], key["last_reset"], today))
     state = quota.QuotaState(limit=limit, used=used, now=now)
-    g.quota = state
+    ctx.quota = state
     raise ApiError(
         429,
         ErrorCode.QUOTA_EXCEEDED,

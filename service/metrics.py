@@ -32,13 +32,26 @@ def families():
     return metric_defs
 
 
+# Each metric's child per label values, kept: labels() converts, validates and locks on every
+# call, and the request path asks for four or five children per request. Label values are
+# bounded (see above), so this stays small.
+_children: dict[tuple, object] = {}
+
+
+def child(family, *labels: str):
+    found = _children.get((family, labels))
+    if found is None:
+        found = _children[(family, labels)] = family.labels(*labels)
+    return found
+
+
 def audit_rows(outcome: str, count: int = 1) -> None:
     if count:
-        families().AUDIT_ROWS.labels(outcome).inc(count)
+        child(families().AUDIT_ROWS, outcome).inc(count)
 
 
 def database_error(kind: str) -> None:
-    families().DATABASE_ERRORS.labels(kind).inc()
+    child(families().DATABASE_ERRORS, kind).inc()
 
 
 def allowed(remote_addr: str | None, networks) -> bool:
@@ -80,19 +93,20 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def count_request(response: Response) -> Response:
         m = families()
-        rule = request.url_rule
+        req, ctx = request._get_current_object(), g._get_current_object()
+        rule = req.url_rule
         route = rule.rule if rule is not None else UNMATCHED_ROUTE
-        method = request.method if request.method in _METHODS else "OTHER"
-        m.REQUESTS.labels(route, method, str(response.status_code)).inc()
-        started = g.get("metrics_started")
+        method = req.method if req.method in _METHODS else "OTHER"
+        child(m.REQUESTS, route, method, str(response.status_code)).inc()
+        started = ctx.get("metrics_started")
         if started is not None:
-            m.LATENCY.labels(route).observe(time.perf_counter() - started)
+            child(m.LATENCY, route).observe(time.perf_counter() - started)
         code = getattr(response, "error_code", None)
         if code == "quota_exceeded":
-            m.QUOTA_DECISIONS.labels("refused").inc()
+            child(m.QUOTA_DECISIONS, "refused").inc()
         elif code in m.AUTH_FAILURE_CODES:
-            m.AUTH_FAILURES.labels(code).inc()
-        elif g.get("quota") is not None and request.endpoint != "api.usage":
+            child(m.AUTH_FAILURES, code).inc()
+        elif ctx.get("quota") is not None and req.endpoint != "api.usage":
             # A metered route that set its quota state and was not refused was admitted.
-            m.QUOTA_DECISIONS.labels("admitted").inc()
+            child(m.QUOTA_DECISIONS, "admitted").inc()
         return response

@@ -92,7 +92,8 @@ def settle_and_add_quota_headers(response: Response) -> Response:
     metering.refund_if_failed(current_app.extensions["db"], response.status_code)
     state = g.get("quota")
     if state is not None:
-        response.headers.update(state.headers())
+        # extend, not update: nothing else sets these, and update scans every header per field.
+        response.headers.extend(state.headers())
     return response
 
 

@@ -4,9 +4,11 @@ one structured log line per request that never carries a key, and the legacy rou
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -226,6 +228,60 @@ def test_one_structured_log_line_per_request(reader, log_records):
         assert isinstance(record.latency_ms, int) and record.latency_ms >= 0
         line = json.loads(JsonFormatter().format(record))
         assert {"request_id", "method", "path", "status", "latency_ms", "key_prefix"} <= set(line)
+
+
+def test_the_json_line_keeps_the_fields_in_order_with_a_millisecond_utc_time(reader, log_records):
+    log_records.clear()
+    reader.get("/api/usage", headers=DEF)
+    (record,) = request_records(log_records)
+    line = json.loads(JsonFormatter().format(record))
+    assert list(line)[:12] == [
+        "ts",
+        "level",
+        "logger",
+        "message",
+        "event",
+        "request_id",
+        "method",
+        "path",
+        "status",
+        "latency_ms",
+        "key_prefix",
+        "error_code",
+    ]
+    created = datetime.fromtimestamp(record.created, UTC)
+    assert (
+        line["ts"] == created.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created.microsecond // 1000:03d}Z"
+    )
+
+
+def test_no_header_is_sent_twice(reader, shared_sql):
+    """Quota, request-id and error headers are appended, not replaced: each must be new."""
+    responses = [
+        reader.get("/api/usage", headers=DEF),
+        reader.get("/api/export?limit=1", headers=DEF),
+        reader.get("/api/export?limit=1", headers={"X-API-Key": "key_NOPE99"}),
+        reader.get("/api/export?limit=1"),
+        reader.post("/api/export", headers=DEF),
+        reader.get("/health"),
+    ]
+    for response in responses:
+        names = [name.lower() for name, _ in response.headers]
+        assert len(names) == len(set(names)), (response.status_code, names)
+    assert [r.status_code for r in responses] == [200, 200, 401, 401, 405, 200]
+
+
+def test_no_view_or_hook_is_a_coroutine_function(reader):
+    """The app does not wrap async functions (service.SyncFlask): there must be none."""
+    app = reader.application
+    functions = list(app.view_functions.values())
+    for hooks in (*app.before_request_funcs.values(), *app.after_request_funcs.values()):
+        functions.extend(hooks)
+    for handlers in app.error_handler_spec.values():
+        for by_class in handlers.values():
+            functions.extend(by_class.values())
+    assert len(functions) > 10
+    assert not [f for f in functions if inspect.iscoroutinefunction(f)]
 
 
 def test_no_log_record_carries_a_key(app, client, seeded, log_records):
