@@ -27,7 +27,6 @@ from service.schemas import (
     AuditQuery,
     ExportQuery,
     audit_rows_out,
-    dump_article,
     encode_cursor,
     load_query,
 )
@@ -104,15 +103,24 @@ def export() -> Response:
     if params["format"] == "ndjson":
         return _export_ndjson(params)
     db = current_app.extensions["db"]
+    page = {"before_id": params["cursor"], "since": params["since"], "limit": params["limit"] + 1}
     with db.cursor() as cur:
-        rows = articles.page(
-            cur, before_id=params["cursor"], since=params["since"], limit=params["limit"] + 1
+        # The objects come formed by the database (articles.JSON_OBJECTS), one value per row.
+        objects = articles.json_page(cur, **page)
+    has_more = len(objects) > params["limit"]
+    objects = objects[: params["limit"]]
+    next_cursor = encode_cursor(articles.object_id(objects[-1])) if has_more else None
+    # Byte for byte _JSON.encode({"status": "success", "data": [...], "next_cursor": ...}).
+    body = b"".join(
+        (
+            b'{"status":"success","data":[',
+            b",".join(objects),
+            b'],"next_cursor":',
+            _JSON.encode(next_cursor).encode(),
+            b"}",
         )
-    has_more = len(rows) > params["limit"]
-    rows = rows[: params["limit"]]
-    next_cursor = encode_cursor(rows[-1]["id"]) if has_more else None
-    data = [dump_article(row) for row in rows]
-    return _json({"status": "success", "data": data, "next_cursor": next_cursor})
+    )
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def _export_ndjson(params: dict) -> Response:

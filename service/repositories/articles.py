@@ -63,6 +63,20 @@ NDJSON_PAGE = (
     "FROM (SELECT id, " + _NDJSON_LINE + " AS line" + _PAGE_FILTER + ") AS page"
 )
 NDJSON_LINES = "SELECT id, CAST(" + _NDJSON_LINE + " AS BINARY) AS line" + _PAGE_FILTER
+
+# The JSON export's page (format=json): each article as the JSON object the body's encoder makes
+# of `schemas.dump_article(row)` (compact separators, non-ASCII as is), formed by the database, one
+# column per row: the driver parses one value per row instead of six, and no datetime.
+_JSON_OBJECT = """
+CONCAT('{"id":', id,
+       ',"title":', JSON_QUOTE(title),
+       ',"url":', JSON_QUOTE(url),
+       ',"language":', JSON_QUOTE(language),
+       ',"summary":', JSON_QUOTE(summary),
+       ',"updated_at":"', DATE_FORMAT(updated_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ'), '"}')
+"""
+JSON_OBJECTS = "SELECT CAST(" + _JSON_OBJECT + " AS BINARY) AS object" + _PAGE_FILTER
+_OBJECT_ID = re.compile(rb'^\{"id":(\d+),')
 # Large enough for a page of typical articles in one value; a page beyond it is read row by row.
 NDJSON_GROUP_BYTES = 64 * 1024 * 1024
 # MariaDB writes \u000B where json.dumps writes \u000b. Every backslash in a line starts an
@@ -100,6 +114,18 @@ def ndjson_page(
         rows = cur.fetchall()
         body = b"".join(r["line"] for r in rows)
     return count, last_id, _json_escapes_as_python(body or b"")
+
+
+def json_page(cur, *, before_id: int | None, since: datetime | None, limit: int) -> list[bytes]:
+    """One keyset page as JSON objects (bytes), newest first."""
+    params = {"before_id": before_id, "since": naive_utc(since), "limit": limit}
+    cur.execute(JSON_OBJECTS, params)
+    return [_json_escapes_as_python(row["object"]) for row in cur.fetchall()]
+
+
+def object_id(json_object: bytes) -> int:
+    """The id of an article object of json_page (its first member)."""
+    return int(_OBJECT_ID.match(json_object)[1])
 
 
 # VALUES() is deprecated on MySQL 8.0.20+ but still works there, and MariaDB has no row alias

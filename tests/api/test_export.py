@@ -79,6 +79,25 @@ def test_export_page_is_the_newest_rows_with_a_cursor(reader, shared_sql):
     assert body["next_cursor"] != str(body["data"][-1]["id"])
 
 
+def test_a_json_page_is_byte_for_byte_the_encoder_of_its_rows(client, seeded, sql):
+    """The database forms each object (articles.JSON_OBJECTS): the body is what json.dumps made
+    of the rows before, on escapes, non-ASCII and long texts too."""
+    summary = 'x" \\ \n \x01 é 😀 </script> ' * 2000
+    for i in range(5):
+        sql.run(
+            "INSERT INTO articles (title, url, language, summary, updated_at) "
+            "VALUES (%s, %s, 'en', %s, '2024-01-02 03:04:05')",
+            (f"big {i} \t", f"https://x.org/big/{i}", summary),
+        )
+    response = client.get("/api/export?limit=4", headers=DEF)
+    assert response.status_code == 200
+    rows = expected_rows(sql)
+    compact = {"ensure_ascii": False, "separators": (",", ":")}
+    cursor = b64(f"id:{rows[3]['id']}".encode())
+    expected = {"status": "success", "data": rows[:4], "next_cursor": cursor}
+    assert response.get_data() == json.dumps(expected, **compact).encode()
+
+
 def test_default_limit_is_100(client, seeded):
     seeded.conn.cursor().executemany(
         "INSERT INTO articles (title, url, language, summary, updated_at) "

@@ -87,7 +87,7 @@ def test_unexpected_error_is_json_500_without_internals(reader, monkeypatch, log
     def broken(cur, **kwargs):
         raise RuntimeError("boom: SELECT * FROM api_keys WHERE password = 'hunter2'")
 
-    monkeypatch.setattr(articles_repo, "page", broken)
+    monkeypatch.setattr(articles_repo, "json_page", broken)
     response = reader.get("/api/export", headers=DEF)
     error = assert_error(response, 500, "internal_error")
     text = response.get_data(as_text=True)

@@ -121,7 +121,7 @@ def test_429_costs_nothing(client, seeded):
 
 
 def test_500_after_metering_gives_the_unit_back(client, seeded, monkeypatch):
-    monkeypatch.setattr(articles_repo, "page", broken)
+    monkeypatch.setattr(articles_repo, "json_page", broken)
     with freeze_time(TODAY):
         response = client.get("/api/export?limit=1", headers=ABC)
     assert response.status_code == 500
@@ -131,7 +131,7 @@ def test_500_after_metering_gives_the_unit_back(client, seeded, monkeypatch):
 
 
 def test_503_database_lost_after_metering_gives_the_unit_back(client, seeded, monkeypatch):
-    monkeypatch.setattr(articles_repo, "page", connection_lost)
+    monkeypatch.setattr(articles_repo, "json_page", connection_lost)
     with freeze_time(TODAY):
         response = client.get("/api/export?limit=1", headers=ABC)
     assert response.status_code == 503

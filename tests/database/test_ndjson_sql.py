@@ -1,14 +1,17 @@
-"""The NDJSON export's lines are formed by the database (articles.ndjson_page): byte for byte what
-the Python encoder (schemas.article_ndjson_line, itself checked against json.dumps in
-tests/rules/test_encoders.py) makes of the same rows, on hostile strings too."""
+"""The export's lines and objects are formed by the database: the NDJSON lines
+(articles.ndjson_page) byte for byte what the Python encoder (schemas.article_ndjson_line,
+itself checked against json.dumps in tests/rules/test_encoders.py) makes of the same rows, and
+the JSON page's objects (articles.json_page) what the body's encoder makes of
+schemas.dump_article, on hostile strings too."""
 
+import json
 from datetime import datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.repositories import articles
-from service.schemas import article_ndjson_line
+from service.schemas import article_ndjson_line, dump_article
 
 # What a utf8mb4 column can hold: any code point but the surrogates (which no UTF-8 text has).
 STORABLE = st.characters(exclude_categories=("Cs",))
@@ -101,3 +104,46 @@ def test_a_page_cut_short_by_the_server_is_read_row_by_row(sql):
         expected = _python_lines(cur, **page)
         count, lines = _sql_lines(cur, **page)
     assert (count, lines) == (len(HOSTILE), expected)
+
+
+def _python_objects(cur, **page) -> list[bytes]:
+    """What the JSON export made of the rows before the database formed them."""
+    compact = {"ensure_ascii": False, "separators": (",", ":")}
+    return [json.dumps(dump_article(row), **compact).encode() for row in articles.page(cur, **page)]
+
+
+def test_hostile_strings_make_the_json_objects_python_makes(sql):
+    _insert(sql, HOSTILE)
+    with sql.conn.cursor() as cur:
+        page = {"before_id": None, "since": None, "limit": 100}
+        objects = articles.json_page(cur, **page)
+        assert objects == _python_objects(cur, **page)
+    assert len(objects) == len(HOSTILE)
+    assert [articles.object_id(o) for o in objects] == [json.loads(o)["id"] for o in objects]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(st.text(STORABLE, min_size=1, max_size=40), min_size=1, max_size=5))
+def test_any_storable_text_makes_the_json_objects_python_makes(sql, texts):
+    sql.run("DELETE FROM articles")
+    _insert(sql, texts)
+    with sql.conn.cursor() as cur:
+        page = {"before_id": None, "since": None, "limit": 100}
+        assert articles.json_page(cur, **page) == _python_objects(cur, **page)
+
+
+def test_json_keyset_pages_and_filters_match_the_row_query(sql):
+    _insert(sql, [f"a{i}" for i in range(7)], datetime(2024, 1, 1))
+    _insert(sql, [f"b{i}" for i in range(5)], datetime(2025, 6, 1, 23, 59, 59))
+    with sql.conn.cursor() as cur:
+        top = articles.page(cur, before_id=None, since=None, limit=100)
+        for page in (
+            {"before_id": None, "since": None, "limit": 3},
+            {"before_id": top[4]["id"], "since": None, "limit": 4},
+            {"before_id": None, "since": datetime(2025, 1, 1), "limit": 100},
+            {"before_id": top[0]["id"], "since": datetime(2025, 1, 1), "limit": 2},
+        ):
+            assert articles.json_page(cur, **page) == _python_objects(cur, **page)
+        assert articles.json_page(cur, before_id=1, since=None, limit=5) == []
