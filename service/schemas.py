@@ -248,16 +248,13 @@ _NDJSON_LINE = (
 
 
 def article_ndjson_line(row: dict) -> str:
-    updated_at = row["updated_at"]
-    if not isinstance(updated_at, str):  # text already from articles.page(dates_as_text=True)
-        updated_at = rfc3339(updated_at)
     return _NDJSON_LINE % (
         row["id"],
         _json_str(str(row["title"])),
         _json_str(str(row["url"])),
         _json_str(str(row["language"])),
         _json_str(str(row["summary"])),
-        _json_str(updated_at),
+        _json_str(rfc3339(row["updated_at"])),
     )
 
 

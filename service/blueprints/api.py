@@ -130,11 +130,9 @@ def _export_ndjson(params: dict) -> Response:
     def generate() -> Iterator[bytes]:
         nonlocal remaining
         before_id = params["cursor"]
-        with db.cursor() as cur:
-            articles.set_ndjson_session(cur)
         while remaining is None or remaining > 0:
             size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
-            # The lines come formed by the database (articles.NDJSON_PAGE), one value per page.
+            # The lines come formed by the database (articles.NDJSON_LINES), one value per row.
             with db.cursor() as cur:
                 count, last_id, lines = articles.ndjson_page(
                     cur, before_id=before_id, since=params["since"], limit=size

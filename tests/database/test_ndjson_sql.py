@@ -49,7 +49,6 @@ def _sql_lines(cur, **page) -> tuple[int, bytes]:
 def test_hostile_strings_are_encoded_as_python_does(sql):
     _insert(sql, HOSTILE)
     with sql.conn.cursor() as cur:
-        articles.set_ndjson_session(cur)
         expected = _python_lines(cur, before_id=None, since=None, limit=100)
         count, lines = _sql_lines(cur, before_id=None, since=None, limit=100)
     assert count == len(HOSTILE)
@@ -67,7 +66,6 @@ def test_any_storable_text_is_encoded_as_python_does(sql, texts):
     sql.run("DELETE FROM articles")
     _insert(sql, texts)
     with sql.conn.cursor() as cur:
-        articles.set_ndjson_session(cur)
         expected = _python_lines(cur, before_id=None, since=None, limit=100)
         count, lines = _sql_lines(cur, before_id=None, since=None, limit=100)
     assert (count, lines) == (len(texts), expected)
@@ -77,7 +75,6 @@ def test_keyset_pages_and_filters_match_the_row_query(sql):
     _insert(sql, [f"a{i}" for i in range(7)], datetime(2024, 1, 1))
     _insert(sql, [f"b{i}" for i in range(5)], datetime(2025, 6, 1, 23, 59, 59))
     with sql.conn.cursor() as cur:
-        articles.set_ndjson_session(cur)
         top = articles.page(cur, before_id=None, since=None, limit=100)
         for page in (
             {"before_id": None, "since": None, "limit": 3},
@@ -90,20 +87,6 @@ def test_keyset_pages_and_filters_match_the_row_query(sql):
             assert (count, last_id) == (len(rows), rows[-1]["id"])
             assert lines == _python_lines(cur, **page)
         assert articles.ndjson_page(cur, before_id=1, since=None, limit=5) == (0, None, b"")
-
-
-def test_a_page_cut_short_by_the_server_is_read_row_by_row(sql):
-    """At the server's default bound (1,024 bytes) GROUP_CONCAT cuts the page; it is read again,
-    row by row."""
-    _insert(sql, ["x" * 400 + h for h in HOSTILE])
-    page = {"before_id": None, "since": None, "limit": 100}
-    with sql.conn.cursor() as cur:
-        cur.execute("SET SESSION group_concat_max_len = 1024")
-        cur.execute(articles.NDJSON_PAGE, page)
-        assert cur.fetchone()["body"].count(b"\n") < len(HOSTILE)  # cut short indeed
-        expected = _python_lines(cur, **page)
-        count, lines = _sql_lines(cur, **page)
-    assert (count, lines) == (len(HOSTILE), expected)
 
 
 def _python_objects(cur, **page) -> list[bytes]:
