@@ -67,6 +67,13 @@ def upgrade_context(**overrides) -> legacy_upgrade.Context:
     return legacy_upgrade.Context(**{"secret": TEST_SECRET, **overrides})
 
 
+def mysql_client(database: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the `mariadb` command-line client on the test server (the
+    password in MYSQL_PWD, never on the command line)."""
+    argv = ["mariadb", "--protocol=tcp", "-h", DB_HOST, "-P", str(DB_PORT), "-u", DB_USER]
+    return [*argv, *args, database], {**os.environ, "MYSQL_PWD": DB_PASS}
+
+
 def root_connection(
     database: str | None = None, *, user: str = DB_USER, password: str = DB_PASS, **kwargs
 ) -> pymysql.Connection:

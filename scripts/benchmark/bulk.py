@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, Served, root_connection
+from testkit import Served, mysql_client, root_connection
 
 from . import log
 from .load import cpu_seconds, mariadb_pid, start_server
@@ -55,21 +55,12 @@ class Cpu:
 
 def client_export(database: str) -> dict:
     """The `mariadb --batch` client selecting the export's columns, output discarded."""
-    argv = [
-        "mariadb",
-        "--batch",
-        "--protocol=tcp",
-        "-h",
-        DB_HOST,
-        "-P",
-        str(DB_PORT),
-        "-u",
-        DB_USER,
+    argv, env = mysql_client(
         database,
+        "--batch",
         "-e",
         "SELECT id,title,url,language,summary,updated_at FROM articles ORDER BY id DESC",
-    ]
-    env = {**os.environ, "MYSQL_PWD": DB_PASS}
+    )
     db_pid = mariadb_pid()
     db_start = cpu_seconds(db_pid) if db_pid else 0.0
     started = time.monotonic()

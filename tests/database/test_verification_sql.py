@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import subprocess
 
-from testkit import DB_HOST, DB_PASS, DB_PORT, DB_USER, ROOT, flush_audit
+from testkit import ROOT, flush_audit, mysql_client
 
 
 def run_file(database: str) -> str:
-    cmd = [
-        "mysql",
-        "--protocol=tcp",
-        "-h",
-        DB_HOST,
-        "-P",
-        str(DB_PORT),
-        "-u",
-        DB_USER,
-        "--batch",
-        database,
-    ]
-    if DB_PASS:
-        cmd.insert(-1, f"-p{DB_PASS}")
+    argv, env = mysql_client(database, "--batch")
     with open(ROOT / "sql" / "verification.sql", "rb") as sql_file:
-        done = subprocess.run(cmd, stdin=sql_file, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            argv, stdin=sql_file, env=env, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
