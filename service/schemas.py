@@ -10,7 +10,6 @@ import base64
 import binascii
 import re
 from datetime import UTC
-from json.encoder import encode_basestring as _json_str
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -205,6 +204,10 @@ class ArticleIn(Schema):
 
 
 class ArticleOut(Schema):
+    """An exported article. The database forms it (repositories/articles.py: JSON_OBJECTS for
+    `format=json`, NDJSON_LINES for `format=ndjson`); tests/database/test_ndjson_sql.py holds both
+    byte for byte to json.dumps of this schema's dump."""
+
     id = fields.Integer()
     title = fields.String()
     url = fields.String()
@@ -223,39 +226,6 @@ class AuditRowOut(Schema):
     timestamp = UtcDateTime(milliseconds=True)  # DATETIME(3): 2026-12-02T04:35:35.054Z
     request_id = fields.String(allow_none=True)
     error_code = fields.String(allow_none=True)
-
-
-def dump_article(row: dict) -> dict:
-    """Exactly `ArticleOut().dump(row)` for a row of `articles.page` (NOT NULL columns), without
-    marshmallow's per-field machinery: the export serializes every row it sends, and a streamed
-    export sends millions (tests/rules/test_encoders.py checks the two agree)."""
-    return {
-        "id": int(row["id"]),
-        "title": str(row["title"]),
-        "url": str(row["url"]),
-        "language": str(row["language"]),
-        "summary": str(row["summary"]),
-        "updated_at": rfc3339(row["updated_at"]),
-    }
-
-
-# One NDJSON line of the export: byte for byte `json.dumps(dump_article(row), ensure_ascii=False)
-# + "\n"` (same keys, order and separators; strings go through the very function json.dumps uses),
-# without building a dict and walking it for each of millions of rows.
-_NDJSON_LINE = (
-    '{"id": %d, "title": %s, "url": %s, "language": %s, "summary": %s, "updated_at": %s}\n'
-)
-
-
-def article_ndjson_line(row: dict) -> str:
-    return _NDJSON_LINE % (
-        row["id"],
-        _json_str(str(row["title"])),
-        _json_str(str(row["url"])),
-        _json_str(str(row["language"])),
-        _json_str(str(row["summary"])),
-        _json_str(rfc3339(row["updated_at"])),
-    )
 
 
 article_in = ArticleIn()

@@ -22,12 +22,12 @@ SELECT id, title, url, language, summary, updated_at
 """
 
 # The NDJSON export's lines, formed by the database, one column per row: byte for byte
-# `schemas.article_ndjson_line()` of the row (same keys, order, separators; strings through
-# JSON_QUOTE, which escapes exactly what json.dumps escapes, except that MariaDB writes the hex
-# digits of \u00XX escapes in upper case: `_json_escapes_as_python` lowers them). The driver
-# parses one value per row instead of six, and no datetime; the server sends rows while the worker
-# reads the earlier ones. Only CONCAT, JSON_QUOTE and DATE_FORMAT: functions of both MariaDB (10.2+)
-# and MySQL (5.7+/8).
+# `json.dumps(schemas.ArticleOut().dump(row), ensure_ascii=False) + "\n"` (keys, order and
+# separators; strings through JSON_QUOTE, which escapes exactly what json.dumps escapes, except
+# that MariaDB writes the hex digits of \u00XX escapes in upper case: `_json_escapes_as_python`
+# lowers them). The driver parses one value per row instead of six, and no datetime; the server
+# sends rows while the worker reads the earlier ones. Only CONCAT, JSON_QUOTE and DATE_FORMAT:
+# functions of both MariaDB (10.2+) and MySQL (5.7+/8).
 _NDJSON_LINE = """
 CONCAT('{"id": ', id,
        ', "title": ', JSON_QUOTE(title),
@@ -47,8 +47,8 @@ NDJSON_LINES = "SELECT CAST(" + _NDJSON_LINE + " AS BINARY) AS line" + _PAGE_FIL
 _LINE_ID = re.compile(rb'^\{"id": (\d+),')
 
 # The JSON export's page (format=json): each article as the JSON object the body's encoder makes
-# of `schemas.dump_article(row)` (compact separators, non-ASCII as is), formed by the database, one
-# column per row: the driver parses one value per row instead of six, and no datetime.
+# of `schemas.ArticleOut().dump(row)` (compact separators, non-ASCII as is), formed by the
+# database, one column per row: the driver parses one value per row instead of six, no datetime.
 _JSON_OBJECT = """
 CONCAT('{"id":', id,
        ',"title":', JSON_QUOTE(title),

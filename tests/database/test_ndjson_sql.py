@@ -1,8 +1,7 @@
-"""The export's lines and objects are formed by the database: the NDJSON lines
-(articles.ndjson_page) byte for byte what the Python encoder (schemas.article_ndjson_line,
-itself checked against json.dumps in tests/rules/test_encoders.py) makes of the same rows, and
-the JSON page's objects (articles.json_page) what the body's encoder makes of
-schemas.dump_article, on hostile strings too."""
+"""The export's lines and objects are formed by the database: byte for byte what json.dumps makes
+of the schema's dump of the same rows (schemas.ArticleOut): the NDJSON lines
+(articles.ndjson_page) with json.dumps' default separators and a newline, the JSON page's objects
+(articles.json_page) with the body's compact ones; on hostile, generated and dated rows."""
 
 import json
 from datetime import datetime
@@ -11,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.repositories import articles
-from service.schemas import article_ndjson_line, dump_article
+from service.schemas import ArticleOut
 
 # What a utf8mb4 column can hold: any code point but the surrogates (which no UTF-8 text has).
 STORABLE = st.characters(exclude_categories=("Cs",))
@@ -38,7 +37,8 @@ def _insert(sql, texts, moment=datetime(2024, 1, 2, 3, 4, 5)):
 
 def _python_lines(cur, **page) -> bytes:
     rows = articles.page(cur, **page)
-    return "".join(map(article_ndjson_line, rows)).encode()
+    dump = ArticleOut().dump
+    return "".join(json.dumps(dump(row), ensure_ascii=False) + "\n" for row in rows).encode()
 
 
 def _sql_lines(cur, **page) -> tuple[int, bytes]:
@@ -92,7 +92,8 @@ def test_keyset_pages_and_filters_match_the_row_query(sql):
 def _python_objects(cur, **page) -> list[bytes]:
     """What the JSON export made of the rows before the database formed them."""
     compact = {"ensure_ascii": False, "separators": (",", ":")}
-    return [json.dumps(dump_article(row), **compact).encode() for row in articles.page(cur, **page)]
+    dump = ArticleOut().dump
+    return [json.dumps(dump(row), **compact).encode() for row in articles.page(cur, **page)]
 
 
 def test_hostile_strings_make_the_json_objects_python_makes(sql):
