@@ -386,13 +386,20 @@ class TcpRelay:
             return
         with self._lock:
             self._pairs.append((client, upstream))
-        for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+        connection: dict = {}  # what passing() keeps about this connection, both ways
+        for src, dst, answer in ((client, upstream, False), (upstream, client, True)):
+            threading.Thread(
+                target=self._pump, args=(src, dst, answer, connection), daemon=True
+            ).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def passing(self, data: bytes, *, answer: bool, connection: dict) -> None:
+        """Called with each chunk before it is passed on (`answer`: it comes from the target); a
+        subclass may hold it here, e.g. to delay the answer to one kind of statement."""
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answer: bool, connection: dict) -> None:
         try:
             while data := src.recv(65536):
+                self.passing(data, answer=answer, connection=connection)
                 dst.sendall(data)
         except OSError:
             pass
