@@ -38,6 +38,7 @@ UNAVAILABLE_CODES = frozenset(
     {
         1040,  # too many connections
         1045,  # access denied at connect (credentials rotated under us)
+        1698,  # access denied (MariaDB's answer for some unknown or passwordless accounts)
         1047,  # Galera: this node is not in the primary component (WSREP not ready)
         1053,  # server shutdown in progress
         1927,  # connection killed (MariaDB)
@@ -102,7 +103,7 @@ class SchemaNotReady(Exception):
 # pending that is expected, anywhere else a bug.
 _MISSING_TABLE_OR_COLUMN = frozenset({1146, 1054})  # no such table, unknown column
 # Refusals a retry within seconds cannot mend: at shutdown, rows waiting for one are lost at once.
-REFUSALS = frozenset({1044, 1045, 1049, 1142, 1143, 1146})
+REFUSALS = frozenset({1044, 1045, 1049, 1142, 1143, 1146, 1698})
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -161,7 +162,7 @@ def explain(exc: BaseException, settings: Settings) -> str:
     text = str(exc.args[1]) if len(exc.args) > 1 else ""
     if isinstance(exc, pymysql.err.InterfaceError):
         return f"the connection to {target} is closed"
-    if code == 1045:
+    if code in (1045, 1698):
         return f"access denied for user {settings.DB_USER} at {target} (check DB_USER and DB_PASS)"
     if code == 1044:
         return f"access denied for user {settings.DB_USER} to database {settings.DB_NAME}"

@@ -72,6 +72,11 @@ def test_every_problem_is_one_line_naming_the_setting_and_its_source(monkeypatch
             "access denied for user svc at db.example:3307 (check DB_USER and DB_PASS)",
         ),
         (
+            1698,
+            "Access denied for user 'svc'@'x'",
+            "access denied for user svc at db.example:3307 (check DB_USER and DB_PASS)",
+        ),
+        (
             1049,
             "Unknown database 'wme'",
             "unknown database wme at db.example:3307 (create it: flask --app service migrate)",
