@@ -11,6 +11,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from service.clock import rfc3339
 from service.masking import redact_keys
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -29,7 +30,7 @@ class KeyMaskingFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": _timestamp(record.created),
+            "ts": rfc3339(datetime.fromtimestamp(record.created, UTC), milliseconds=True),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -39,13 +40,6 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         # Defence in depth: nothing here formats client text, but a traceback may quote some.
         return redact_keys(_ENCODER.encode(entry))
-
-
-def _timestamp(created: float) -> str:
-    """`service.clock.rfc3339(..., milliseconds=True)` of a log record's time, without that
-    function's cache: a log line's instant never recurs."""
-    moment = datetime.fromtimestamp(created, UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def configure_logging(level: str) -> None:

@@ -67,6 +67,13 @@ def upgrade_context(**overrides) -> legacy_upgrade.Context:
     return legacy_upgrade.Context(**{"secret": TEST_SECRET, **overrides})
 
 
+def node_connection(port: int, database: str | None = None, **kwargs) -> pymysql.Connection:
+    """Root on a node of the development Galera cluster (scripts/galera: loopback, no password)."""
+    return root_connection(
+        database, host="127.0.0.1", port=port, user="root", password="", **kwargs
+    )
+
+
 def mysql_client(database: str, *args: str) -> tuple[list[str], dict[str, str]]:
     """argv and environment of the `mariadb` command-line client on the test server (the
     password in MYSQL_PWD, never on the command line)."""
@@ -75,12 +82,19 @@ def mysql_client(database: str, *args: str) -> tuple[list[str], dict[str, str]]:
 
 
 def root_connection(
-    database: str | None = None, *, user: str = DB_USER, password: str = DB_PASS, **kwargs
+    database: str | None = None,
+    *,
+    user: str = DB_USER,
+    password: str = DB_PASS,
+    host: str = DB_HOST,
+    port: int = DB_PORT,
+    **kwargs,
 ) -> pymysql.Connection:
-    """A connection to the test server, as root unless another account is given."""
+    """A connection to the test server (or another one: a Galera node), as root unless another
+    account is given."""
     return pymysql.connect(
-        host=DB_HOST,
-        port=DB_PORT,
+        host=host,
+        port=port,
         user=user,
         password=password,
         database=database,

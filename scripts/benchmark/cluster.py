@@ -13,38 +13,22 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pymysql
-import pymysql.cursors
-
 from service import migrations
 from service.cli import quote_identifier
-from testkit import DB_PASS, DB_USER
+from testkit import node_connection
 
 from . import log
 from .load import Run, drive, start_server
 from .seeding import SPENT_LIMIT, seed
 
 
-def _connect(port: int, database: str | None = None) -> pymysql.Connection:
-    return pymysql.connect(
-        host="127.0.0.1",
-        port=port,
-        user=DB_USER,
-        password=DB_PASS,
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        cursorclass=pymysql.cursors.DictCursor,
-    )
-
-
 def cluster_series(ports: list[int], args, logs: Path) -> dict:
     database = f"bench_cluster_{uuid.uuid4().hex[:10]}"
-    admin = _connect(ports[0])
+    admin = node_connection(ports[0])
     with admin.cursor() as cur:
         cur.execute("CREATE DATABASE " + quote_identifier(database) + " CHARACTER SET utf8mb4")
     try:
-        conn = _connect(ports[0], database)
+        conn = node_connection(ports[0], database)
         migrations.migrate(conn, log=lambda _line: None)
         keys = seed(conn, args.f_keys)
         conn.close()
@@ -87,7 +71,7 @@ def cluster_series(ports: list[int], args, logs: Path) -> dict:
 
 
 def _checks(port: int, database: str, keys, runs: dict[str, Run]) -> dict:
-    conn = _connect(port, database)
+    conn = node_connection(port, database)
     with conn.cursor() as cur:
         # Read after every writeset already ordered by the cluster has been applied here.
         cur.execute("SET SESSION wsrep_sync_wait = 1")

@@ -44,7 +44,6 @@ _PAGE_FILTER = """
  LIMIT %(limit)s
 """
 NDJSON_LINES = "SELECT CAST(" + _NDJSON_LINE + " AS BINARY) AS line" + _PAGE_FILTER
-_LINE_ID = re.compile(rb'^\{"id": (\d+),')
 
 # The JSON export's page (format=json): each article as the JSON object the body's encoder makes
 # of `schemas.ArticleOut().dump(row)` (compact separators, non-ASCII as is), formed by the
@@ -58,7 +57,8 @@ CONCAT('{"id":', id,
        ',"updated_at":"', DATE_FORMAT(updated_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ'), '"}')
 """
 JSON_OBJECTS = "SELECT CAST(" + _JSON_OBJECT + " AS BINARY) AS object" + _PAGE_FILTER
-_OBJECT_ID = re.compile(rb'^\{"id":(\d+),')
+# The id an NDJSON line or a JSON object starts with (`{"id": 51, ...` or `{"id":51,...`).
+_FIRST_ID = re.compile(rb'^\{"id": ?(\d+),')
 # MariaDB writes \u000B where json.dumps writes \u000b. Every backslash in a line starts an
 # escape (the template has none of its own), so scanning escapes from the left (an escaped
 # backslash is consumed whole) finds exactly the \u00XX escapes, never text that looks like one.
@@ -91,7 +91,7 @@ def ndjson_page(
     lines = _column(cur, NDJSON_LINES, params)
     if not lines:
         return 0, None, b""
-    last_id = int(_LINE_ID.match(lines[-1])[1])
+    last_id = object_id(lines[-1])
     return len(lines), last_id, _json_escapes_as_python(b"".join(lines))
 
 
@@ -102,8 +102,8 @@ def json_page(cur, *, before_id: int | None, since: datetime | None, limit: int)
 
 
 def object_id(json_object: bytes) -> int:
-    """The id of an article object of json_page (its first member)."""
-    return int(_OBJECT_ID.match(json_object)[1])
+    """The id of an article line or object (its first member)."""
+    return int(_FIRST_ID.match(json_object)[1])
 
 
 # VALUES() is deprecated on MySQL 8.0.20+ but still works there, and MariaDB has no row alias

@@ -27,7 +27,7 @@ import pymysql.cursors
 import requests
 
 from service import migrations
-from testkit import ROOT, TEST_SECRET, key_hash
+from testkit import ROOT, TEST_SECRET, key_hash, node_connection
 
 GALERA = ROOT / "scripts" / "galera"
 # Client ports are drawn below the ephemeral range (32768+), where outgoing connections never
@@ -54,18 +54,8 @@ def free_client_ports() -> list[int]:
 
 
 def connect(port: int, database: str | None = None, **kwargs) -> pymysql.Connection:
-    return pymysql.connect(
-        host="127.0.0.1",
-        port=port,
-        user="root",
-        password="",
-        database=database,
-        charset="utf8mb4",
-        autocommit=True,
-        cursorclass=pymysql.cursors.DictCursor,
-        connect_timeout=3,
-        **kwargs,
-    )
+    """A node's root account (scripts/galera: empty password, TCP on loopback)."""
+    return node_connection(port, database, connect_timeout=3, **kwargs)
 
 
 @dataclass

@@ -35,24 +35,31 @@ def _insert(sql, texts, moment=datetime(2024, 1, 2, 3, 4, 5)):
         )
 
 
-def _python_lines(cur, **page) -> bytes:
+ALL = {"before_id": None, "since": None, "limit": 100}
+# json.dumps' options for each form: the NDJSON line's defaults, the JSON body's compact ones.
+_NDJSON = {"ensure_ascii": False}
+_COMPACT = {"ensure_ascii": False, "separators": (",", ":")}
+
+
+def assert_formed_as_python_does(cur, page: dict) -> tuple[int, bytes]:
+    """The page's NDJSON lines and JSON objects, formed by the database, are byte for byte
+    json.dumps of the schema's dump of its rows; returns (rows, NDJSON bytes)."""
     rows = articles.page(cur, **page)
     dump = ArticleOut().dump
-    return "".join(json.dumps(dump(row), ensure_ascii=False) + "\n" for row in rows).encode()
-
-
-def _sql_lines(cur, **page) -> tuple[int, bytes]:
-    count, _, lines = articles.ndjson_page(cur, **page)
+    count, last_id, lines = articles.ndjson_page(cur, **page)
+    assert (count, last_id) == (len(rows), rows[-1]["id"] if rows else None)
+    assert lines == "".join(json.dumps(dump(r), **_NDJSON) + "\n" for r in rows).encode()
+    objects = articles.json_page(cur, **page)
+    assert objects == [json.dumps(dump(r), **_COMPACT).encode() for r in rows]
+    assert [articles.object_id(o) for o in objects] == [r["id"] for r in rows]
     return count, lines
 
 
 def test_hostile_strings_are_encoded_as_python_does(sql):
     _insert(sql, HOSTILE)
     with sql.conn.cursor() as cur:
-        expected = _python_lines(cur, before_id=None, since=None, limit=100)
-        count, lines = _sql_lines(cur, before_id=None, since=None, limit=100)
+        count, lines = assert_formed_as_python_does(cur, ALL)
     assert count == len(HOSTILE)
-    assert lines == expected
     assert (
         b"\\u000b" in lines and b"\\u000B" in lines
     )  # a control char, and text that looks like one
@@ -66,68 +73,21 @@ def test_any_storable_text_is_encoded_as_python_does(sql, texts):
     sql.run("DELETE FROM articles")
     _insert(sql, texts)
     with sql.conn.cursor() as cur:
-        expected = _python_lines(cur, before_id=None, since=None, limit=100)
-        count, lines = _sql_lines(cur, before_id=None, since=None, limit=100)
-    assert (count, lines) == (len(texts), expected)
+        count, _ = assert_formed_as_python_does(cur, ALL)
+    assert count == len(texts)
 
 
 def test_keyset_pages_and_filters_match_the_row_query(sql):
     _insert(sql, [f"a{i}" for i in range(7)], datetime(2024, 1, 1))
     _insert(sql, [f"b{i}" for i in range(5)], datetime(2025, 6, 1, 23, 59, 59))
     with sql.conn.cursor() as cur:
-        top = articles.page(cur, before_id=None, since=None, limit=100)
+        top = articles.page(cur, **ALL)
         for page in (
             {"before_id": None, "since": None, "limit": 3},
             {"before_id": top[4]["id"], "since": None, "limit": 4},
             {"before_id": None, "since": datetime(2025, 1, 1), "limit": 100},
             {"before_id": top[0]["id"], "since": datetime(2025, 1, 1), "limit": 2},
         ):
-            rows = articles.page(cur, **page)
-            count, last_id, lines = articles.ndjson_page(cur, **page)
-            assert (count, last_id) == (len(rows), rows[-1]["id"])
-            assert lines == _python_lines(cur, **page)
+            assert_formed_as_python_does(cur, page)
         assert articles.ndjson_page(cur, before_id=1, since=None, limit=5) == (0, None, b"")
-
-
-def _python_objects(cur, **page) -> list[bytes]:
-    """What the JSON export made of the rows before the database formed them."""
-    compact = {"ensure_ascii": False, "separators": (",", ":")}
-    dump = ArticleOut().dump
-    return [json.dumps(dump(row), **compact).encode() for row in articles.page(cur, **page)]
-
-
-def test_hostile_strings_make_the_json_objects_python_makes(sql):
-    _insert(sql, HOSTILE)
-    with sql.conn.cursor() as cur:
-        page = {"before_id": None, "since": None, "limit": 100}
-        objects = articles.json_page(cur, **page)
-        assert objects == _python_objects(cur, **page)
-    assert len(objects) == len(HOSTILE)
-    assert [articles.object_id(o) for o in objects] == [json.loads(o)["id"] for o in objects]
-
-
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(texts=st.lists(st.text(STORABLE, min_size=1, max_size=40), min_size=1, max_size=5))
-def test_any_storable_text_makes_the_json_objects_python_makes(sql, texts):
-    sql.run("DELETE FROM articles")
-    _insert(sql, texts)
-    with sql.conn.cursor() as cur:
-        page = {"before_id": None, "since": None, "limit": 100}
-        assert articles.json_page(cur, **page) == _python_objects(cur, **page)
-
-
-def test_json_keyset_pages_and_filters_match_the_row_query(sql):
-    _insert(sql, [f"a{i}" for i in range(7)], datetime(2024, 1, 1))
-    _insert(sql, [f"b{i}" for i in range(5)], datetime(2025, 6, 1, 23, 59, 59))
-    with sql.conn.cursor() as cur:
-        top = articles.page(cur, before_id=None, since=None, limit=100)
-        for page in (
-            {"before_id": None, "since": None, "limit": 3},
-            {"before_id": top[4]["id"], "since": None, "limit": 4},
-            {"before_id": None, "since": datetime(2025, 1, 1), "limit": 100},
-            {"before_id": top[0]["id"], "since": datetime(2025, 1, 1), "limit": 2},
-        ):
-            assert articles.json_page(cur, **page) == _python_objects(cur, **page)
         assert articles.json_page(cur, before_id=1, since=None, limit=5) == []

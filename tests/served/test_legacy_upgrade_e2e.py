@@ -24,6 +24,7 @@ from testkit import BASE_SETTINGS, ROOT, Sql, start_service
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COLLECTION = ROOT / "tests" / "postman" / "legacy_collection.json"
 NEWMAN = ROOT / ".cache" / "newman" / "node_modules" / ".bin" / "newman"
+FLASK = [sys.executable, "-m", "flask", "--app", "service"]
 
 
 def pieces(keys: list[str], size: int = 7) -> set[str]:
@@ -37,7 +38,7 @@ def operator_migrate(database: str) -> str:
         "DB_NAME": database,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service", "migrate"],
+        [*FLASK, "migrate"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -175,22 +176,8 @@ def test_without_the_key_hash_secret_the_service_and_the_cli_refuse_to_start():
     )
     # Empty in the environment, which wins over a .env that scripts/run may have written.
     env["KEY_HASH_SECRET"] = ""
-    served = subprocess.run(
-        [str(ROOT / "scripts" / "serve")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    cli = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "service", "migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    for done in (served, cli):
+    served_and_cli = ([str(ROOT / "scripts" / "serve")], [*FLASK, "migrate"])
+    for argv in served_and_cli:
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode != 0
         assert line in done.stdout + done.stderr
