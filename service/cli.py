@@ -19,7 +19,7 @@ from flask.cli import with_appcontext
 from service import legacy_upgrade, migration_lock, migrations
 from service.clock import rfc3339, utc_now
 from service.db import connect
-from service.key_commands import DAILY_LIMIT, MAX_DAILY_LIMIT, SCOPES, SUPPORT_COMMANDS
+from service.key_commands import DAILY_LIMIT, DAY, MAX_DAILY_LIMIT, SCOPE_LIST, SUPPORT_COMMANDS
 from service.keys import generate_key, hash_key, key_prefix
 from service.masking import mask_key
 from service.quota import used_today
@@ -204,17 +204,11 @@ for _command in SUPPORT_COMMANDS:
     keys_group.add_command(_command)
 
 
-def _parse_scopes(value: str) -> set[str]:
-    scopes = {s.strip() for s in value.split(",") if s.strip()}
-    unknown = scopes - set(SCOPES)
-    if not scopes or unknown:
-        raise click.BadParameter(f"choose from {', '.join(SCOPES)}", param_hint="--scopes")
-    return scopes
-
-
 @keys_group.command("create")
 @click.option("--user-id", type=click.IntRange(min=1), required=True)
-@click.option("--scopes", default="export", show_default=True, help="Comma-separated scopes.")
+@click.option(
+    "--scopes", type=SCOPE_LIST, default="export", show_default=True, help="Comma-separated scopes."
+)
 @click.option(
     "--daily-limit",
     type=DAILY_LIMIT,
@@ -224,16 +218,16 @@ def _parse_scopes(value: str) -> set[str]:
 )
 @click.option(
     "--expires",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     default=None,
     help="Last UTC day the key works (YYYY-MM-DD); default: never expires.",
 )
 @click.option("--label", default=None, help="A note for operators (never shown to clients).")
 @with_appcontext
-def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> None:
+def keys_create(
+    user_id: int, scopes: frozenset[str], daily_limit: int, expires: date | None, label
+) -> None:
     """Print a new key alone on stdout, once. Store it now: it cannot be shown again."""
-    scope_set = _parse_scopes(scopes)
-    expires_at: date | None = expires.date() if expires else None
     key = generate_key()
     conn = connect(_settings())
     try:
@@ -245,9 +239,9 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
                 user_id=user_id,
                 key_hash=hash_key(key, _settings().KEY_HASH_SECRET),
                 key_prefix=key_prefix(key),
-                scopes=scope_set,
+                scopes=scopes,
                 rate_limit=daily_limit,
-                expires_at=expires_at,
+                expires_at=expires,
                 label=label,
                 now=utc_now(),
             )
@@ -255,7 +249,7 @@ def keys_create(user_id: int, scopes: str, daily_limit: int, expires, label) -> 
         conn.close()
     click.echo(
         f"created key id {key_id} ({mask_key(key)}) for user {user_id}, scopes "
-        f"{','.join(sorted(scope_set))}, {daily_limit} calls a day",
+        f"{','.join(sorted(scopes))}, {daily_limit} calls a day",
         err=True,
     )
     click.echo(key)
