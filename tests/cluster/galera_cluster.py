@@ -234,6 +234,23 @@ def burst(
     return [response for chunk in results for response in chunk]
 
 
+def unexpected(responses: list[requests.Response], served: list, expected=(200, 429)) -> str:
+    """The answers outside `expected`, each with its body and the instances' log lines that name
+    its request id, then the instances' warnings and errors: what a failed assertion shows."""
+    logs = "\n".join(s.log_text() for s in served).splitlines()
+    shown = []
+    for response in responses:
+        if response.status_code in expected:
+            continue
+        request_id = response.request.headers["X-Request-ID"]
+        lines = [line for line in logs if request_id in line]
+        shown.append(f"{response.status_code} {response.text.strip()}\n  " + "\n  ".join(lines))
+    if shown:
+        troubles = ('"level": "WARNING"', '"level": "ERROR"')
+        shown += [line for line in logs if any(level in line for level in troubles)]
+    return "\n".join(shown)
+
+
 class MovableClock:
     """A clock file the test moves, read by the served instances' UTC clocks through
     tests/cluster/clock/sitecustomize.py (every process started with `env`)."""

@@ -6,7 +6,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from service import quota
+from service import db, quota
 from service.config import Settings
 from service.schemas import DEFAULT_PAGE, MAX_PAGE, MAX_STREAM
 
@@ -55,3 +55,14 @@ def test_export_bounds_are_stated_as_the_schema_enforces_them():
     assert f"integer 1-{MAX_PAGE} with `format=json`" in api
     assert f"1-{MAX_STREAM:,} with `format=ndjson`" in api
     assert f"| {DEFAULT_PAGE} (`json`)" in api
+
+
+def test_conflict_retries_are_stated_as_the_code_makes_them():
+    operations = " ".join(read("docs/operations.md").split())
+    first, ceiling = db.RETRY_PAUSE_FIRST * 1000, db.RETRY_PAUSE_MAX * 1000
+    stated = f"a pause of {first:g} ms, doubling up to {ceiling:g} ms, half of it random"
+    assert stated in operations
+    assert f"up to {db.RETRY_ATTEMPTS} attempts" in operations
+    changelog = " ".join(read("CHANGELOG.md").split())
+    attempts = db.RETRY_ATTEMPTS
+    assert f"doubling to {ceiling:g} ms (half of it random), up to {attempts} attempts" in changelog
