@@ -7,6 +7,7 @@ sql/roles.sql).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from service.repositories import naive_utc
@@ -15,14 +16,34 @@ from service.repositories import naive_utc
 # answer was lost skips the rows already committed. IGNORE needs no privilege beyond INSERT (an
 # ON DUPLICATE KEY UPDATE would need UPDATE on audit_logs); every value is already cut to its
 # column's size, so IGNORE hides nothing else.
-INSERT = """
+#
+# A batch is one parameter: a JSON array of rows (`batch_json`), which JSON_TABLE (MariaDB 10.6+,
+# MySQL 8) turns back into rows, in order. Encoding it is one C call, where binding ten values per
+# row through the driver cost about twice the worker CPU (docs/performance.md). JSON_TABLE reads
+# no table, so the INSERT privilege on audit_logs is still all the writer needs.
+INSERT_BATCH = """
 INSERT IGNORE INTO audit_logs
   (key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,
    request_id, error_code, audit_uid)
-VALUES
-  (%(key_id)s, %(key_prefix)s, %(method)s, %(endpoint)s, %(response_code)s,
-   %(response_time_ms)s, %(timestamp)s, %(request_id)s, %(error_code)s, %(audit_uid)s)
+SELECT key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,
+       request_id, error_code, audit_uid
+  FROM JSON_TABLE(%(batch)s, '$[*]' COLUMNS (
+         position FOR ORDINALITY,
+         key_id INT PATH '$[0]',
+         key_prefix VARCHAR(6) CHARACTER SET utf8mb4 PATH '$[1]',
+         method VARCHAR(10) CHARACTER SET utf8mb4 PATH '$[2]',
+         endpoint VARCHAR(255) CHARACTER SET utf8mb4 PATH '$[3]',
+         response_code SMALLINT PATH '$[4]',
+         response_time_ms INT PATH '$[5]',
+         `timestamp` DATETIME(6) PATH '$[6]',
+         request_id VARCHAR(64) CHARACTER SET utf8mb4 PATH '$[7]',
+         error_code VARCHAR(32) CHARACTER SET utf8mb4 PATH '$[8]',
+         audit_uid CHAR(32) CHARACTER SET utf8mb4 PATH '$[9]'
+       )) AS batch
+ ORDER BY position
 """
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 
 # `owner_user_id` NULL means every row (admin scope); otherwise the rows of that user's keys.
 LIST_MASKED = """
@@ -44,8 +65,32 @@ DELETE FROM audit_logs WHERE `timestamp` < %(cutoff)s ORDER BY id LIMIT %(batch)
 """
 
 
+def batch_json(rows: list[dict]) -> str:
+    """The rows as INSERT_BATCH reads them: one array per row, values in its column order, the
+    time as `YYYY-MM-DD hh:mm:ss[.ffffff]` (UTC; stored to the millisecond, DATETIME(3))."""
+    return _ENCODER.encode(
+        [
+            [
+                row["key_id"],
+                row["key_prefix"],
+                row["method"],
+                row["endpoint"],
+                row["response_code"],
+                row["response_time_ms"],
+                naive_utc(row["timestamp"]).isoformat(sep=" "),
+                row["request_id"],
+                row["error_code"],
+                row["audit_uid"],
+            ]
+            for row in rows
+        ]
+    )
+
+
 def insert_many(cur, rows: list[dict]) -> int:
-    return cur.executemany(INSERT, rows) or 0
+    """Insert the rows in one statement; returns how many were new (a retried batch skips the
+    rows already committed)."""
+    return cur.execute(INSERT_BATCH, {"batch": batch_json(rows)})
 
 
 def list_masked(

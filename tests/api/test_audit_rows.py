@@ -228,7 +228,7 @@ def test_overflow_is_counted_and_logged_deterministically(app_factory, seeded, l
         "request_id": "r",
         "error_code": "missing_key",
     }
-    writer._queue.put_nowait(dict(row))
+    writer._queue.append(dict(row))
     writer.record(dict(row))  # the queue is full: written in the caller
     assert writer.overflowed == 1
     assert writer.waiting == 0
