@@ -26,8 +26,9 @@ docs/performance.md explains the figures.
 
 The package, by concern: seeding.py (the database), load.py (servers, wrk, CPU accounting),
 profiling.py (py-spy), bulk.py (export and import), results.py (checks, ratios, targets, the
-table), cli.py (the command line). quota.py is scripts/bench_quota.py. The throw-away database
-and the served instances come from the tests' harness, tests/testkit.py.
+table), cli.py (the command line), instructions.py (instructions per request under valgrind,
+run on its own: `python -m scripts.benchmark.instructions`). quota.py is scripts/bench_quota.py.
+The throw-away database and the served instances come from the tests' harness, tests/testkit.py.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from service.repositories import naive_utc
 # column's size, so IGNORE hides nothing else.
 #
 # A batch is one parameter: a JSON array of rows (`batch_json`), which JSON_TABLE (MariaDB 10.6+,
-# MySQL 8) turns back into rows, in order. Encoding it is one C call, where binding ten values per
-# row through the driver cost about twice the worker CPU (docs/performance.md). JSON_TABLE reads
-# no table, so the INSERT privilege on audit_logs is still all the writer needs.
+# MySQL 8.0.4+) turns back into rows, in order. Encoding it is one C call; binding ten values per
+# row through the driver cost the worker two thirds more (docs/performance.md, "Third step").
+# JSON_TABLE reads no table, so the INSERT privilege on audit_logs is still all the writer needs.
 INSERT_BATCH = """
 INSERT IGNORE INTO audit_logs
   (key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,
