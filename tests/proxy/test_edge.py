@@ -125,6 +125,40 @@ def test_a_chunked_body_that_grows_over_the_limit_gets_the_json_413_too(stack):
     assert stack.calls_made(importer) == 0
 
 
+def read_until_closed(conn: socket.socket) -> bytes:
+    received = b""
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def test_a_request_that_stops_arriving_is_closed_without_an_answer_and_no_worker_sees_it(stack):
+    """nginx's client_header_timeout and client_body_timeout (10 s): it closes such a connection
+    and sends nothing (no 408), and the request never reaches an instance."""
+    before = len(stack.service_log_lines())
+    stalled = {
+        "headers": b"GET /api/usage HTTP/1.1\r\nHost: edge\r\n",
+        "body": b"POST /api/import HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n[{",
+    }
+    port = int(stack.url.rsplit(":", 1)[1])
+    conns = {name: socket.create_connection(("127.0.0.1", port), timeout=60) for name in stalled}
+    try:
+        for name, sent in stalled.items():
+            conns[name].sendall(sent)
+        answers = {name: read_until_closed(conn) for name, conn in conns.items()}
+    finally:
+        for conn in conns.values():
+            conn.close()
+    assert answers == {"headers": b"", "body": b""}
+    assert len(stack.service_log_lines()) == before
+
+
 def test_a_body_within_the_limit_reaches_the_service(stack):
     importer = stack.add_key("import")
     record = {
