@@ -30,9 +30,9 @@ import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import ROOT
+
 SERIES = {
     "R": ("service", "/api/export?limit=1"),
     "U": ("service", "/api/usage"),
@@ -47,16 +47,15 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 def child(series: str, requests: int, warm_up: int = WARM_UP, without: str = "") -> Counter:
     """Serve `warm_up` then `requests` requests of `series` in-process (what valgrind counts);
     returns how many got each status."""
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "scripts"), str(ROOT)]
     from werkzeug.test import EnvironBuilder
 
     from testkit import BASE_SETTINGS, DB_SETTINGS, TEST_SECRET, fresh_database, root_connection
 
+    from .seeding import seed
+
     kind, path = SERIES[series]
     with fresh_database(prefix="instr") as name:
         conn = root_connection(name)
-        from benchmark.seeding import seed
-
         keys = seed(conn, 1)
         conn.close()
         headers = {}
@@ -71,8 +70,9 @@ def child(series: str, requests: int, warm_up: int = WARM_UP, without: str = "")
             if "audit" in without.split(","):
                 app.extensions["audit"].record = lambda row: None
         else:
+            # Read by baseline_app when it is imported, as under gunicorn.
             os.environ.update(DB_NAME=name, BENCH_B1_ID=str(keys.ids["B1"]))
-            from benchmark.baseline_app import app
+            from .baseline_app import app
         environ = EnvironBuilder(path=path, headers=headers).get_environ()
 
         statuses: Counter = Counter()
@@ -113,7 +113,6 @@ def main(argv: list[str]) -> int:
     if shutil.which("valgrind") is None:
         print("needs valgrind (Debian's valgrind: apt-get install valgrind)", file=sys.stderr)
         return 2
-    os.environ.setdefault("KEY_HASH_SECRET", "instructions-only-secret-0123456789abcdef")
     wanted = argv or ["R", "U", "F", "B0", "B1"]
     unknown = [s for s in wanted if s not in SERIES]
     if unknown:

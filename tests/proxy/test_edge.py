@@ -9,6 +9,7 @@ import http.client
 import json
 import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -35,9 +36,13 @@ def reader(stack) -> dict[str, str]:
     return {"X-API-Key": stack.add_key("export,audit")}
 
 
-def raw_exchange(port: int, head: str, body_chunks=(), source: str = "127.0.0.1") -> bytes:
-    """Send a request as raw bytes (the body may be cut short by the server) and read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as s:
+def raw_exchange(
+    port: int, head: str, body_chunks=(), source: str = "127.0.0.1", timeout: float = 10
+) -> bytes:
+    """Send a request as raw bytes (the body may be cut short by the server) and read the answer
+    (empty if the server closes the connection without one)."""
+    address = ("127.0.0.1", port)
+    with socket.create_connection(address, timeout=timeout, source_address=(source, 0)) as s:
         s.sendall(head.encode())
         try:
             for chunk in body_chunks:
@@ -125,36 +130,24 @@ def test_a_chunked_body_that_grows_over_the_limit_gets_the_json_413_too(stack):
     assert stack.calls_made(importer) == 0
 
 
-def read_until_closed(conn: socket.socket) -> bytes:
-    received = b""
-    while True:
-        try:
-            chunk = conn.recv(65536)
-        except ConnectionResetError:
-            return received
-        if not chunk:
-            return received
-        received += chunk
-
-
 def test_a_request_that_stops_arriving_is_closed_without_an_answer_and_no_worker_sees_it(stack):
     """nginx's client_header_timeout and client_body_timeout (10 s): it closes such a connection
     and sends nothing (no 408), and the request never reaches an instance."""
     before = len(stack.service_log_lines())
     stalled = {
-        "headers": b"GET /api/usage HTTP/1.1\r\nHost: edge\r\n",
-        "body": b"POST /api/import HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n[{",
+        "headers": ("GET /api/usage HTTP/1.1\r\nHost: edge\r\n", ()),
+        "body": (
+            "POST /api/import HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n",
+            (b"[{",),
+        ),
     }
-    port = int(stack.url.rsplit(":", 1)[1])
-    conns = {name: socket.create_connection(("127.0.0.1", port), timeout=60) for name in stalled}
-    try:
-        for name, sent in stalled.items():
-            conns[name].sendall(sent)
-        answers = {name: read_until_closed(conn) for name, conn in conns.items()}
-    finally:
-        for conn in conns.values():
-            conn.close()
+    with ThreadPoolExecutor(max_workers=len(stalled)) as pool:  # both wait out nginx together
+        waiting = {
+            name: pool.submit(raw_exchange, stack.proxy.port, head, body, timeout=60)
+            for name, (head, body) in stalled.items()
+        }
+        answers = {name: future.result() for name, future in waiting.items()}
     assert answers == {"headers": b"", "body": b""}
     assert len(stack.service_log_lines()) == before
 
