@@ -290,7 +290,8 @@ def init_app(app: Flask) -> None:
         ctx = g._get_current_object()  # one context lookup, not one per attribute
         ctx.started = time.perf_counter()
         ctx.received_at = utc_now()
-        sent = request.headers.get("X-Request-ID", "")
+        # Read from the WSGI environ, as request.headers reads it (one proxy lookup, no mapping).
+        sent = request._get_current_object().environ.get("HTTP_X_REQUEST_ID", "")
         ctx.request_id = sent if _REQUEST_ID.match(sent) else new_id()
         ctx.api_key = None
 

@@ -23,25 +23,21 @@ ADMIN_SCOPE = "admin"
 _OWS = " \t"
 
 
-def presented_key() -> str | None:
-    value = request.headers.get("X-API-Key", "").strip(_OWS)
+def presented_key(environ: dict) -> str | None:
+    # Read from the WSGI environ, as request.headers reads it, without its name mapping.
+    value = environ.get("HTTP_X_API_KEY", "").strip(_OWS)
     if value:
         return value
-    scheme, _, token = request.headers.get("Authorization", "").strip(_OWS).partition(" ")
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").strip(_OWS).partition(" ")
     if scheme.lower() == "bearer" and token.strip(_OWS):
         return token.strip(_OWS)
     return None
 
 
-def identify(cur) -> dict:
-    """The row of the presented key (one indexed SELECT), or a 401."""
-    return lookup(cur, presented_hash())
-
-
-def presented_hash() -> str | None:
+def presented_hash(environ: dict, settings) -> str | None:
     """The hash of the presented key; None for a value that cannot be a key (no query needed to
     refuse it). A 401 when no key is presented."""
-    key = presented_key()
+    key = presented_key(environ)
     if key is None:
         raise ApiError(
             401,
@@ -50,7 +46,7 @@ def presented_hash() -> str | None:
         )
     # Anything longer than a key, or not printable ASCII, cannot be one: refuse without a query.
     if len(key) <= MAX_PRESENTED_LENGTH and key.isascii() and key.isprintable():
-        return hash_key(key, current_app.config["SETTINGS"].KEY_HASH_SECRET)
+        return hash_key(key, settings.KEY_HASH_SECRET)
     return None
 
 
@@ -68,7 +64,7 @@ def _under_previous_secret(cur, current_hash: str) -> dict | None:
     """During a KEY_HASH_SECRET rotation, a key still stored under KEY_HASH_SECRET_PREVIOUS is
     found with that one and rehashed on the spot under the current secret."""
     previous_secret = current_app.config["SETTINGS"].KEY_HASH_SECRET_PREVIOUS
-    key = presented_key()
+    key = presented_key(request.environ)
     if not previous_secret or key is None:
         return None
     previous = hash_key(key, previous_secret)
@@ -82,9 +78,13 @@ def authenticate(db, now: datetime) -> dict:
     """The usable key row of the presented key, or the 401/403 that says why not; an address over
     the limit of failed authentications gets a 429 (service/auth_throttle.py). The row comes from
     the worker's key cache when it holds it (service/key_cache.py), else from one read."""
-    key_hash = presented_hash()  # 401 missing_key before anything else: no key is no guess
-    address = request.remote_addr or ""
-    extensions = current_app.extensions
+    # Each of Flask's proxies read once: every attribute read through one is a context lookup
+    # (and, on Python 3.11, an AttributeError formatted and dropped).
+    req, app = request._get_current_object(), current_app._get_current_object()
+    # 401 missing_key before anything else: no key is no guess.
+    key_hash = presented_hash(req.environ, app.config["SETTINGS"])
+    address = req.remote_addr or ""
+    extensions = app.extensions
     limiter = extensions["auth_limiter"]
     limiter.check(address, now)
     cache = extensions["key_cache"]

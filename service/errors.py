@@ -6,11 +6,13 @@ text that could carry a secret ever reaches `audit_logs`. Messages never echo a 
 
 from __future__ import annotations
 
+import json
 import logging
 from enum import StrEnum
 
 import pymysql
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from service import metrics
@@ -73,6 +75,13 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# What jsonify() writes outside debug mode (ASCII only, compact, keys in insertion order: the app
+# sets sort_keys off), built once: jsonify builds a new encoder for every body. Error bodies hold
+# only strings, numbers and lists of them; the default covers anything else as jsonify would.
+_ERROR_JSON = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), default=DefaultJSONProvider.default
+)
+
 # RFC 9110: every 401 names the scheme a client should use.
 _AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="export", charset="UTF-8"'}
 
@@ -89,7 +98,12 @@ def error_response(
     body: dict = {"code": str(code), "message": message, **(extra or {})}
     if details:
         body["details"] = details
-    response = jsonify(error=body)
+    app = current_app._get_current_object()
+    if app.debug:  # jsonify indents in debug mode
+        response = jsonify(error=body)
+    else:
+        text = _ERROR_JSON.encode({"error": body}) + "\n"
+        response = app.response_class(text, mimetype="application/json")
     response.status_code = status
     # A fresh response holds only Content-Type and Content-Length: extend, no need to replace.
     if status == 401:

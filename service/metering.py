@@ -61,7 +61,7 @@ def charge(db: Database, key: dict, now: datetime, scope: str | None = None) -> 
     Sets `g.quota` (and `g.charge` when a unit was taken)."""
     today = quota.utc_day(now)
     ctx = g._get_current_object()  # one context lookup, not one per attribute
-    cache = current_app.extensions["key_cache"]
+    cache = current_app._get_current_object().extensions["key_cache"]
     key_hash, cached = ctx.get("key_hash"), ctx.get("key_cached", False)
     admitted, used = False, None
     # A key the row already shows spent for today is refused without the UPDATE: counts only

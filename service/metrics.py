@@ -14,6 +14,7 @@ histogram observation (each a write to a memory-mapped file in multi-process mod
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import time
@@ -24,6 +25,7 @@ UNMATCHED_ROUTE = "(unmatched)"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+@functools.cache  # an import statement per call goes through the import machinery
 def families():
     """The metric families (service/metric_defs.py), imported on first use; see its docstring
     for why not at import."""
@@ -88,7 +90,7 @@ def exposition() -> Response:
 def init_app(app: Flask) -> None:
     @app.before_request
     def start_metrics_clock() -> None:
-        g.metrics_started = time.perf_counter()
+        g._get_current_object().metrics_started = time.perf_counter()
 
     @app.after_request
     def count_request(response: Response) -> Response:

@@ -68,28 +68,32 @@ def policy(
 
 @bp.before_request
 def authenticate_authorise_validate_meter() -> None:
-    if request.method == "OPTIONS":
+    # Flask's proxies read once each: every attribute read through one is a context lookup.
+    req, ctx = request._get_current_object(), g._get_current_object()
+    if req.method == "OPTIONS":
         return  # Flask answers with Allow; a preflight neither needs a key nor costs quota
-    route = _POLICIES.get(request.endpoint or "")
+    route = _POLICIES.get(req.endpoint or "")
     if route is None:  # every api route must declare its policy: fail closed
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")
     now = quota.utc_now()
-    db = current_app.extensions["db"]
+    db = current_app._get_current_object().extensions["db"]
     key = auth.authenticate(db, now)
-    g.api_key = key
+    ctx.api_key = key
     auth.require_scope(key, route.scope)
     if route.query is not None:
-        g.params = _valid_query(route.query)
+        ctx.params = _valid_query(route.query, req.query_string, req)
     if route.body is not None:
-        g.body = route.body(request)
+        ctx.body = route.body(req)
     if route.metered:
         metering.charge(db, key, now, route.scope)
 
 
 @bp.after_request
 def settle_and_add_quota_headers(response: Response) -> Response:
-    metering.refund_if_failed(current_app.extensions["db"], response.status_code)
-    state = g.get("quota")
+    metering.refund_if_failed(
+        current_app._get_current_object().extensions["db"], response.status_code
+    )
+    state = g._get_current_object().get("quota")
     if state is not None:
         # extend, not update: nothing else sets these, and update scans every header per field.
         response.headers.extend(state.headers())
@@ -99,10 +103,10 @@ def settle_and_add_quota_headers(response: Response) -> Response:
 @bp.get("/export")
 @policy(scope="export", metered=True, query=ExportQuery)
 def export() -> Response:
-    params = g.params
+    params = g._get_current_object().params
     if params["format"] == "ndjson":
         return _export_ndjson(params)
-    db = current_app.extensions["db"]
+    db = current_app._get_current_object().extensions["db"]
     page = {"before_id": params["cursor"], "since": params["since"], "limit": params["limit"] + 1}
     with db.cursor() as cur:
         # The objects come formed by the database (articles.JSON_OBJECTS), one value per row.
@@ -120,7 +124,7 @@ def export() -> Response:
             b"}",
         )
     )
-    return current_app.response_class(body, mimetype="application/json")
+    return Response(body, mimetype="application/json")
 
 
 def _export_ndjson(params: dict) -> Response:
@@ -193,9 +197,10 @@ def audit() -> Response:
 @bp.get("/usage")
 @policy(scope=None, metered=False)
 def usage() -> Response:
-    key = g.api_key
+    ctx = g._get_current_object()
+    key = ctx.api_key
     state = metering.usage(key, quota.utc_now())
-    g.quota = state
+    ctx.quota = state
     body = {"status": "success", "key": mask_key(key["key_prefix"]), **state.as_usage()}
     return _json(body)
 
@@ -218,11 +223,11 @@ _VALID_QUERIES: dict[tuple[type[Schema], bytes], dict] = {}
 _VALID_QUERIES_MAX = 512
 
 
-def _valid_query(cls: type[Schema]) -> dict:
-    key = (cls, request.query_string)
+def _valid_query(cls: type[Schema], query_string: bytes, req: Request) -> dict:
+    key = (cls, query_string)
     params = _VALID_QUERIES.get(key)
     if params is None:
-        params = load_query(_schema(cls), request.args)
+        params = load_query(_schema(cls), req.args)
         if len(_VALID_QUERIES) >= _VALID_QUERIES_MAX:
             _VALID_QUERIES.clear()
         _VALID_QUERIES[key] = params
@@ -230,4 +235,5 @@ def _valid_query(cls: type[Schema]) -> dict:
 
 
 def _json(body: dict) -> Response:
-    return current_app.response_class(_JSON.encode(body), mimetype="application/json")
+    # Flask's Response is the app's response_class (the factory sets no other).
+    return Response(_JSON.encode(body), mimetype="application/json")
