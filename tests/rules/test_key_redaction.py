@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.gunicorn_worker import client_error_status, error_page
+from service.keys import PREFIX_LENGTH
 from service.logging_setup import JsonFormatter, KeyMaskingFormatter
-from service.masking import redact_keys
+from service.masking import _KEY_SHAPED, MASK_SUFFIX, redact_keys
 
 NEW = "wk_" + "aB3" * 10 + "xY"
 
@@ -58,4 +61,24 @@ def test_the_workers_error_page_is_json_and_quotes_nothing():
     assert page.endswith(
         b'{"error":{"code":"bad_request","message":"The request is not valid '
         b'HTTP (InvalidRequestLine)."}}'
+    )
+
+
+# redact_keys() skips the substitution when neither alternative's start occurs: the result is
+# always exactly the substitution's, on text built from key-shaped and nearly key-shaped pieces.
+PIECES = ["wk_", "key_", "wk_aB3x", "key_A1b", "key_a1b", "wk_ab", "KEY_AB12", "w", "k", "_", "x"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(PIECES)
+        | st.text(st.sampled_from("wkey_AZaz09 \"'é😀"), max_size=6)
+        | st.text(max_size=4),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_quick_check_never_changes_what_redaction_gives(text):
+    assert redact_keys(text) == _KEY_SHAPED.sub(
+        lambda m: m.group()[:PREFIX_LENGTH] + MASK_SUFFIX, text
     )
