@@ -20,7 +20,7 @@ from .bulk import bulk
 from .cluster import cluster_report, cluster_series
 from .load import Run, drive, start_baseline, start_server
 from .profiling import profile_run
-from .results import checks, machine, ratios, report, targets
+from .results import checks, machine, median_ratios, ratios, report, targets
 from .seeding import Keys, seed
 
 RUN_ORDER = ["B0", "B1", "B2", "B3", "F", "R", "U"]  # the table's order
@@ -77,11 +77,21 @@ def parse_args() -> argparse.Namespace:
         help="e.g. 3311,3312,3313: R and F again with the service on this Galera "
         "cluster (scripts/galera start), printed next to the single server",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="the request series this many times over, alternating as in one; each round's "
+        "ratios are printed and the verdicts use their medians (on a noisy machine one run's "
+        "ratios move by 0.2 and more)",
+    )
     parser.add_argument("--keep-database", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = min(args.seconds, 5), min(args.warmup, 2)
         args.rows, args.import_rows = min(args.rows, 100_000), min(args.import_rows, 10_000)
+    if args.rounds < 1:
+        parser.error("--rounds takes a count of 1 or more")
     args.only = set(args.only.split(","))
     args.profile = set(filter(None, args.profile.split(",")))
     try:
@@ -102,10 +112,19 @@ def run_series(database: str, keys: Keys, args, logs: Path, results: dict) -> No
         service = start_server(database, args.workers, logs)
         stop_on_error.callback(service.stop, timeout=60)
         servers = {"baseline": baseline, "service": service}
-        for name, what, server, path in SERIES:
-            runs[name] = Run(name, what, servers[server].url + path, run_keys.get(name, []))
-            if name in args.only:
-                drive(servers[server], runs[name], args)
+        per_round = []
+        for number in range(1, args.rounds + 1):
+            for name, what, server, path in SERIES:
+                if number == 1:
+                    url = servers[server].url + path
+                    runs[name] = Run(name, what, url, run_keys.get(name, []))
+                else:
+                    runs[name].next_round()
+                if name in args.only:
+                    drive(servers[server], runs[name], args)
+            per_round.append(ratios(table(runs)))
+        if args.rounds > 1:
+            results["rounds"] = per_round
         for name in args.profile & {"F", "R", "U"}:
             prof = profile_run(service, runs[name], args, REPORTS)
             if prof:
@@ -115,7 +134,11 @@ def run_series(database: str, keys: Keys, args, logs: Path, results: dict) -> No
         baseline.stop(timeout=60)
         service.stop(timeout=60)
     results["checks"] = checks(database, keys, runs)
-    results["runs"] = {
+    results["runs"] = table(runs)  # with --rounds, the last round's
+
+
+def table(runs: dict[str, Run]) -> dict:
+    return {
         name: {"what": r.what, "rps": round(r.rps, 1), "measured": r.measured, "warmup": r.warmup}
         for name, r in sorted(runs.items(), key=lambda kv: RUN_ORDER.index(kv[0]))
         if r.measured
@@ -172,7 +195,9 @@ def main() -> int:
             results["cluster"] = cluster_series(args.cluster, args, logs)
         if "bulk" in args.only:
             results["bulk"] = bulk(database, keys, args, logs)
-    results["ratios"] = ratios(results["runs"])
+    results["ratios"] = (
+        median_ratios(results["rounds"]) if "rounds" in results else ratios(results["runs"])
+    )
     results["targets"] = targets(results)
     results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     results["wall_seconds"] = round(time.monotonic() - started, 1)

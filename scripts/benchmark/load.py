@@ -9,7 +9,7 @@ import re
 import resource
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from testkit import DB_SETTINGS, Served, key_hash, start_service
@@ -60,10 +60,17 @@ class Run:
     measured: dict | None = None
     warmup: dict | None = None
     profiled: dict | None = None  # an extra run under py-spy: not measured, but counted
+    earlier: list[dict] = field(default_factory=list)  # earlier rounds' wrk runs (--rounds)
 
     @property
     def sent(self) -> int:
-        return sum(r["sent"] for r in (self.measured, self.warmup, self.profiled) if r)
+        runs = (self.measured, self.warmup, self.profiled, *self.earlier)
+        return sum(r["sent"] for r in runs if r)
+
+    def next_round(self) -> None:
+        """Keep this round's wrk runs for the counts (what was sent); the next round measures."""
+        self.earlier += [r for r in (self.measured, self.warmup) if r]
+        self.measured = self.warmup = None
 
     @property
     def rps(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def report(results: dict) -> str:
             f"{cpu['db_ms']:>4.2f} {cpu['wrk_ms']:>4.2f} {cpu['other_ms']:>5.2f}"
         )
     lines.append("")
+    rounds = results.get("rounds")
+    if rounds:
+        lines.append(
+            f"{len(rounds)} rounds (the table above is the last; the ratios below are the "
+            "medians of these):"
+        )
+        for name in results["ratios"]:
+            values = ", ".join(f"{r[name]:.2f}" for r in rounds)
+            lines.append(f"  {name:<12} {values}")
+        lines.append("")
     for name, value in results["ratios"].items():
         target = results["targets"].get(name)
         verdict = "" if target is None else f"  {_verdict(target)}"
@@ -266,6 +277,12 @@ def targets(results: dict) -> dict:
             "met": b["import"].get("imported") == results["args"]["import_rows"],
         }
     return out
+
+
+def median_ratios(rounds: list[dict]) -> dict:
+    """Each ratio's median over the rounds that have it (--rounds)."""
+    names = [name for name in rounds[0] if all(name in r for r in rounds)]
+    return {name: round(statistics.median(r[name] for r in rounds), 3) for name in names}
 
 
 def ratios(runs: dict) -> dict:
