@@ -27,10 +27,14 @@ class KeyMaskingFormatter(logging.Formatter):
         return redact_keys(super().format(record))
 
 
+# (second since the epoch, its text): the last second a line was written in.
+_second_text: list[tuple[int | None, str]] = [(None, "")]
+
+
 def log_timestamp(created: float) -> str:
     """`record.created` as `2026-12-02T04:35:35.054Z`, exactly as clock.rfc3339(milliseconds=True)
     writes the same instant. The text of the whole second is kept between calls: a worker writes
-    many lines a second, and formatting the date is most of a timestamp's cost."""
+    many lines a second, and only the milliseconds differ between them."""
     fraction, whole = math.modf(created)
     second, microseconds = int(whole), round(fraction * 1e6)  # rounded as datetime rounds it
     if microseconds >= 1_000_000:
@@ -39,9 +43,6 @@ def log_timestamp(created: float) -> str:
     if kept[0] != second:
         kept = _second_text[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return f"{kept[1]}.{microseconds // 1000:03d}Z"
-
-
-_second_text: list[tuple[int | None, str]] = [(None, "")]
 
 
 class JsonFormatter(logging.Formatter):

@@ -81,7 +81,7 @@ def authenticate_authorise_validate_meter() -> None:
     ctx.api_key = key
     auth.require_scope(key, route.scope)
     if route.query is not None:
-        ctx.params = _valid_query(route.query, req.query_string, req)
+        ctx.params = _valid_query(route.query, req)
     if route.body is not None:
         ctx.body = route.body(req)
     if route.metered:
@@ -223,8 +223,8 @@ _VALID_QUERIES: dict[tuple[type[Schema], bytes], dict] = {}
 _VALID_QUERIES_MAX = 512
 
 
-def _valid_query(cls: type[Schema], query_string: bytes, req: Request) -> dict:
-    key = (cls, query_string)
+def _valid_query(cls: type[Schema], req: Request) -> dict:
+    key = (cls, req.query_string)
     params = _VALID_QUERIES.get(key)
     if params is None:
         params = load_query(_schema(cls), req.args)

@@ -22,8 +22,9 @@ from service.repositories import naive_utc
 # row through the driver cost the worker two thirds more (docs/performance.md, "Third step").
 # JSON_TABLE reads no table, so the INSERT privilege on audit_logs is still all the writer needs.
 # The JSON travels in hex: the driver escapes a text parameter character by character in Python's
-# slow translate path (every quote of the JSON needs a backslash), which cost the writer more per
-# row than everything else it does; hex digits need no escape, and UNHEX gives the bytes back.
+# slow translate path (every quote of the JSON needs a backslash), about half of the writer's work
+# per row (docs/performance.md, "Fourth step"); hex digits need no escape, and UNHEX gives the
+# bytes back.
 INSERT_BATCH = """
 INSERT IGNORE INTO audit_logs
   (key_id, key_prefix, method, endpoint, response_code, response_time_ms, `timestamp`,
