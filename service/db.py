@@ -321,8 +321,15 @@ def _connect_to(
         cursorclass=pymysql.cursors.DictCursor,
     )
     try:
-        if settings.DB_TIME_ZONE:
-            with conn.cursor() as cur:
+        with conn.cursor() as cur:
+            # A streamed export reads its query while it sends (articles.ndjson_batches), so a
+            # slow client also makes the server wait to write. It may wait as long as gunicorn
+            # lets the worker (GUNICORN_TIMEOUT), which stays the one limit on an export.
+            cur.execute(
+                "SET SESSION net_write_timeout = GREATEST(@@SESSION.net_write_timeout, %s)",
+                (settings.GUNICORN_TIMEOUT,),
+            )
+            if settings.DB_TIME_ZONE:
                 cur.execute("SET time_zone = %s", (settings.DB_TIME_ZONE,))
         if len(settings.db_addresses) > 1:
             # A Galera node that lost the primary component still accepts connections but
@@ -368,6 +375,8 @@ class Database:
 
     def connection(self) -> pymysql.Connection:
         conn = self._current()
+        if conn is not None and not conn.open:  # PyMySQL closed it after an error of its own
+            self._local.conn = conn = None
         now = time.monotonic()
         if conn is not None and now - self._local.last_used > IDLE_PING_SECONDS:
             try:

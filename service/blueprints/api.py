@@ -34,8 +34,12 @@ from service.streaming import StreamOutcome, abort_on_failure
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-# Rows fetched per query while streaming NDJSON: bounded memory whatever the result size.
+# Rows per chunk of a streamed NDJSON export: bounded memory whatever the result size.
 STREAM_PAGE = 2000
+# Rows per query of a streamed export, read STREAM_PAGE at a time (articles.ndjson_batches): the
+# server forms rows while the worker sends, and a client that leaves early costs at most this
+# many rows read and dropped.
+STREAM_SEGMENT = 20_000
 
 
 @dataclass(frozen=True)
@@ -135,16 +139,16 @@ def _export_ndjson(params: dict) -> Response:
         nonlocal remaining
         before_id = params["cursor"]
         while remaining is None or remaining > 0:
-            size = STREAM_PAGE if remaining is None else min(STREAM_PAGE, remaining)
+            size = STREAM_SEGMENT if remaining is None else min(STREAM_SEGMENT, remaining)
+            count = 0
             # The lines come formed by the database (articles.NDJSON_LINES), one value per row.
             with db.cursor() as cur:
-                count, last_id, lines = articles.ndjson_page(
-                    cur, before_id=before_id, since=params["since"], limit=size
-                )
-            if not count:
-                return
-            yield lines
-            before_id = last_id
+                for rows, last_id, lines in articles.ndjson_batches(
+                    cur, before_id=before_id, since=params["since"], limit=size, batch=STREAM_PAGE
+                ):
+                    count += rows
+                    before_id = last_id
+                    yield lines
             if remaining is not None:
                 remaining -= count
             if count < size:

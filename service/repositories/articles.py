@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 
 import pymysql.cursors
@@ -83,16 +84,37 @@ def _column(cur, query: str, params: dict) -> list[bytes]:
         return [row[0] for row in plain.fetchall()]
 
 
-def ndjson_page(
-    cur, *, before_id: int | None, since: datetime | None, limit: int
-) -> tuple[int, int | None, bytes]:
-    """One keyset page as NDJSON bytes: (rows in it, the last row's id, the lines)."""
+def ndjson_batches(
+    cur, *, before_id: int | None, since: datetime | None, limit: int, batch: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """Up to `limit` rows of one keyset query as NDJSON, read unbuffered `batch` rows at a time:
+    (rows in the batch, its last row's id, its lines). The server forms the next rows while the
+    worker sends the earlier ones, where a query per `batch` rows would leave the server idle
+    between queries. Closed early (the client left), it reads what is left of the query, at most
+    `limit` rows, so that the connection can serve the next request."""
     params = {"before_id": before_id, "since": naive_utc(since), "limit": limit}
-    lines = _column(cur, NDJSON_LINES, params)
-    if not lines:
-        return 0, None, b""
-    last_id = object_id(lines[-1])
-    return len(lines), last_id, _json_escapes_as_python(b"".join(lines))
+    unbuffered = cur.connection.cursor(pymysql.cursors.SSCursor)
+    try:
+        unbuffered.execute(NDJSON_LINES, params)
+        while rows := unbuffered.fetchmany(batch):
+            lines = [row[0] for row in rows]
+            yield len(lines), object_id(lines[-1]), _json_escapes_as_python(b"".join(lines))
+    finally:
+        _finish(unbuffered)
+
+
+def _finish(unbuffered: pymysql.cursors.SSCursor) -> None:
+    """Read what is left of an unbuffered query. On a connection already lost there is nothing
+    to read: PyMySQL's close would read from its closed socket and raise AttributeError over the
+    error that matters; a connection lost meanwhile is left closed (the next request opens
+    another, db.Database.connection)."""
+    try:
+        if unbuffered.connection is not None and unbuffered.connection.open:
+            unbuffered.close()
+    except pymysql.err.MySQLError:
+        pass
+    finally:
+        unbuffered.connection = None  # else PyMySQL tries again when the cursor is collected
 
 
 def json_page(cur, *, before_id: int | None, since: datetime | None, limit: int) -> list[bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 
 import pytest
 
@@ -322,33 +323,68 @@ def test_ndjson_validates_its_parameters(reader, params, field):
     assert field in error["message"]
 
 
-def test_ndjson_is_streamed_page_by_page_not_buffered(reader, shared_sql, monkeypatch):
+def test_ndjson_is_streamed_in_chunks_from_a_query_per_segment(reader, shared_sql, monkeypatch):
     monkeypatch.setattr(api_blueprint, "STREAM_PAGE", 5)
+    monkeypatch.setattr(api_blueprint, "STREAM_SEGMENT", 12)
     queries = []
-    real_page = articles_repo.ndjson_page
+    real_batches = articles_repo.ndjson_batches
 
-    def counting_page(cur, **kwargs):
+    def counting_batches(cur, **kwargs):
         queries.append(kwargs)
-        return real_page(cur, **kwargs)
+        return real_batches(cur, **kwargs)
 
-    monkeypatch.setattr(articles_repo, "ndjson_page", counting_page)
+    monkeypatch.setattr(articles_repo, "ndjson_batches", counting_batches)
     response = reader.get("/api/export?format=ndjson", headers=DEF)
     assert response.status_code == 200
     assert response.is_streamed
     chunks = iter(response.response)
     first = next(chunks)
-    # The first rows are out after one query of one page: nothing was read ahead.
+    # The first rows are out after one query's first batch: nothing was read ahead.
     assert len(queries) == 1
     assert len(first.decode().splitlines()) == 5
     rest = list(chunks)
     response.close()
     lines = [json.loads(x) for x in b"".join([first, *rest]).decode().splitlines()]
     assert lines == expected_rows(shared_sql)  # every row, once, in order
-    assert len(rest) + 1 >= 51 // 5  # one chunk per page
-    assert all(q["limit"] <= 5 for q in queries)
+    assert all(len(chunk.splitlines()) <= 5 for chunk in [first, *rest])
+    # One query per 12 rows (the last one finds fewer, or none), each read 5 rows at a time.
+    assert len(queries) == len(lines) // 12 + 1
+    assert all(q["limit"] == 12 and q["batch"] == 5 for q in queries)
+
+
+def test_a_client_that_leaves_mid_export_leaves_the_connection_usable(
+    reader, shared_sql, monkeypatch
+):
+    monkeypatch.setattr(api_blueprint, "STREAM_PAGE", 5)
+    monkeypatch.setattr(api_blueprint, "STREAM_SEGMENT", 40)
+    with warnings.catch_warnings():
+        # A query on a connection with a result left unread would warn (PyMySQL): an error here.
+        warnings.simplefilter("error")
+        response = reader.get("/api/export?format=ndjson", headers=DEF)
+        first = next(iter(response.response))
+        response.close()  # the client is gone with 35 rows of the query unread
+        assert len(first.decode().splitlines()) == 5
+        # The test client serves every request on this thread: the same connection answers.
+        again = reader.get("/api/export?format=ndjson&limit=7", headers=DEF)
+        assert ndjson_lines(again) == expected_rows(shared_sql)[:7]
+        assert [row["id"] for row in export(reader, limit=3)["data"]] == [
+            row["id"] for row in expected_rows(shared_sql)[:3]
+        ]
+
+
+def test_the_database_waits_for_a_slow_export_as_long_as_gunicorn_does(app_factory, seeded):
+    # A stalled client holds the worker and so the query it streams: the server must not give
+    # up on writing before gunicorn gives up on the worker.
+    app = app_factory(GUNICORN_TIMEOUT=900)
+    with app.app_context():
+        row = app.extensions["db"].read(
+            lambda cur: (cur.execute("SELECT @@SESSION.net_write_timeout AS t"), cur.fetchone())
+        )[1]
+    assert row["t"] == 900
 
 
 def test_ndjson_limit_across_pages(reader, shared_sql, monkeypatch):
     monkeypatch.setattr(api_blueprint, "STREAM_PAGE", 5)
+    monkeypatch.setattr(api_blueprint, "STREAM_SEGMENT", 7)
     lines = ndjson_lines(get_ndjson(reader, limit=12))
     assert lines == expected_rows(shared_sql)[:12]

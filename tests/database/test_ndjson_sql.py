@@ -1,6 +1,6 @@
 """The export's lines and objects are formed by the database: byte for byte what json.dumps makes
 of the schema's dump of the same rows (schemas.ArticleOut): the NDJSON lines
-(articles.ndjson_page) with json.dumps' default separators and a newline, the JSON page's objects
+(articles.ndjson_batches) with json.dumps' default separators and a newline, the JSON page's objects
 (articles.json_page) with the body's compact ones; on hostile, generated and dated rows."""
 
 import json
@@ -41,12 +41,21 @@ _NDJSON = {"ensure_ascii": False}
 _COMPACT = {"ensure_ascii": False, "separators": (",", ":")}
 
 
+def ndjson_read(cur, page: dict, batch: int = 2) -> tuple[int, int | None, bytes]:
+    """A whole query of the streamed export, as the service reads it (a few rows at a time):
+    (rows, the last row's id, the lines)."""
+    count, last_id, lines = 0, None, b""
+    for rows, batch_last_id, batch_lines in articles.ndjson_batches(cur, **page, batch=batch):
+        count, last_id, lines = count + rows, batch_last_id, lines + batch_lines
+    return count, last_id, lines
+
+
 def assert_formed_as_python_does(cur, page: dict) -> tuple[int, bytes]:
     """The page's NDJSON lines and JSON objects, formed by the database, are byte for byte
     json.dumps of the schema's dump of its rows; returns (rows, NDJSON bytes)."""
     rows = articles.page(cur, **page)
     dump = ArticleOut().dump
-    count, last_id, lines = articles.ndjson_page(cur, **page)
+    count, last_id, lines = ndjson_read(cur, page)
     assert (count, last_id) == (len(rows), rows[-1]["id"] if rows else None)
     assert lines == "".join(json.dumps(dump(r), **_NDJSON) + "\n" for r in rows).encode()
     objects = articles.json_page(cur, **page)
@@ -89,5 +98,5 @@ def test_keyset_pages_and_filters_match_the_row_query(sql):
             {"before_id": top[0]["id"], "since": datetime(2025, 1, 1), "limit": 2},
         ):
             assert_formed_as_python_does(cur, page)
-        assert articles.ndjson_page(cur, before_id=1, since=None, limit=5) == (0, None, b"")
+        assert ndjson_read(cur, {"before_id": 1, "since": None, "limit": 5}) == (0, None, b"")
         assert articles.json_page(cur, before_id=1, since=None, limit=5) == []

@@ -19,7 +19,7 @@ def test_sql_date_format_matches_the_rfc3339_formatter(sql):
     page = {"before_id": None, "since": None, "limit": 10}
     with sql.conn.cursor() as cur:
         rows = articles.page(cur, **page)
-        _, _, lines = articles.ndjson_page(cur, **page)
+        lines = b"".join(b for _, _, b in articles.ndjson_batches(cur, **page, batch=3))
         objects = articles.json_page(cur, **page)
     expected = [rfc3339(row["updated_at"]) for row in rows]
     assert [json.loads(line)["updated_at"] for line in lines.splitlines()] == expected

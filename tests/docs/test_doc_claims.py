@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from service import db, quota
+from service.blueprints import api as api_blueprint
 from service.config import Settings
 from service.schemas import DEFAULT_PAGE, MAX_PAGE, MAX_STREAM
 
@@ -55,6 +56,12 @@ def test_export_bounds_are_stated_as_the_schema_enforces_them():
     assert f"integer 1-{MAX_PAGE} with `format=json`" in api
     assert f"1-{MAX_STREAM:,} with `format=ndjson`" in api
     assert f"| {DEFAULT_PAGE} (`json`)" in api
+
+
+def test_the_stream_chunks_are_stated_as_the_export_makes_them():
+    api = " ".join(read("docs/api.md").split())
+    chunk, query = api_blueprint.STREAM_PAGE, api_blueprint.STREAM_SEGMENT
+    assert f"written {chunk:,} rows at a time from one database query per {query:,} rows" in api
 
 
 def test_conflict_retries_are_stated_as_the_code_makes_them():
