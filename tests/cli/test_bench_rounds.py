@@ -4,7 +4,7 @@ count what every round sent (a request of an earlier round is still metered and 
 from __future__ import annotations
 
 from scripts.benchmark.load import Run
-from scripts.benchmark.results import median_ratios
+from scripts.benchmark.results import _verdict, median_ratios, targets
 
 
 def wrk_result(sent: int) -> dict:
@@ -31,3 +31,25 @@ def test_a_run_counts_every_round_it_sent():
     run.next_round()
     run.profiled = wrk_result(5)
     assert run.sent == 335
+
+
+def test_each_bar_says_in_how_many_rounds_it_held():
+    rounds = [
+        {"R/B1": 0.95, "F/B2": 0.61, "p99 F/B2": 2.10},
+        {"R/B1": 1.05, "F/B2": 0.58, "p99 F/B2": 1.90},
+        {"R/B1": 0.90, "F/B2": 0.62, "p99 F/B2": 1.70},
+    ]
+    results = {"runs": {}, "rounds": rounds, "ratios": median_ratios(rounds)}
+    judged = targets(results)
+    assert (judged["R/B1"]["met"], judged["R/B1"]["rounds_met"]) == (False, 1)
+    assert (judged["F/B2"]["met"], judged["F/B2"]["rounds_met"]) == (True, 2)
+    assert (judged["p99 F/B2"]["met"], judged["p99 F/B2"]["rounds_met"]) == (True, 2)
+    assert judged["R/B1"]["rounds"] == 3
+    assert "(held in 1 of 3 rounds)" in _verdict(judged["R/B1"])
+
+
+def test_a_single_run_has_no_round_count():
+    results = {"runs": {}, "ratios": {"R/B1": 1.1}}
+    judged = targets(results)
+    assert judged["R/B1"]["met"] and "rounds" not in judged["R/B1"]
+    assert "rounds" not in _verdict(judged["R/B1"])
