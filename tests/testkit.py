@@ -423,6 +423,21 @@ class TcpRelay:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def dechunk(body: bytes) -> bytes:
+    """The payload of an HTTP/1.1 chunked body, which must be whole: every chunk framed by its
+    CRLF and the terminating chunk last."""
+    out, rest = bytearray(), body
+    while True:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            assert rest == b"\r\n", "the terminating chunk ends the transfer"
+            return bytes(out)
+        out += rest[:size]
+        assert rest[size : size + 2] == b"\r\n"
+        rest = rest[size + 2 :]
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll until predicate() is truthy; returns its value or fails the test."""
     import pytest  # here, so that the scripts using this harness need only the runtime packages

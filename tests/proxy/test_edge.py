@@ -16,7 +16,7 @@ import requests
 from proxykit import proxy_stack
 
 from service.quota import RETRY_JITTER_SECONDS
-from testkit import wait_until
+from testkit import dechunk, wait_until
 
 pytestmark = [pytest.mark.proxy, pytest.mark.xdist_group("proxy_edge")]
 
@@ -77,17 +77,6 @@ def parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
     if headers.get("transfer-encoding") == "chunked":
         body = dechunk(body)
     return int(lines[0].split()[1]), headers, body
-
-
-def dechunk(data: bytes) -> bytes:
-    out = b""
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        out, data = out + data[:size], data[size + 2 :]
-    return out
 
 
 def assert_json_error(status: int, headers: dict, body: bytes, code: str) -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from testkit import Sql, wait_until
+from testkit import Sql, dechunk, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -28,19 +28,6 @@ def read_until_closed(sock: socket.socket, pauses: list[float]) -> bytes:
     while chunk := sock.recv(65536):
         received += chunk
     return bytes(received)
-
-
-def dechunk(body: bytes) -> bytes:
-    out, rest = bytearray(), body
-    while True:
-        size_line, rest = rest.split(b"\r\n", 1)
-        size = int(size_line, 16)
-        if size == 0:
-            assert rest == b"\r\n", "the terminating chunk ends the transfer"
-            return bytes(out)
-        out += rest[:size]
-        assert rest[size : size + 2] == b"\r\n"
-        rest = rest[size + 2 :]
 
 
 def test_a_stalled_reader_gets_the_whole_export_and_the_worker_goes_on(sample_database, serve):
