@@ -9,6 +9,7 @@ wikimedia_prod. The helpers behind them are in testkit.py.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +26,14 @@ from testkit import (
     root_connection,
     start_service,
 )
+
+
+def pytest_configure(config) -> None:
+    # Every test gives the service its secret itself (testkit.TEST_SECRET): one the caller
+    # exported (scripts/test exports one for its own commands) must change nothing, so a bare
+    # `pytest` and scripts/test run the same tests the same way.
+    for name in ("KEY_HASH_SECRET", "KEY_HASH_SECRET_PREVIOUS"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from service.config import ConfigError, Settings
 from service.db import current_address
-from testkit import DB_HOST, DB_PORT, TcpRelay, free_port
+from testkit import DB_HOST, DB_PORT, TEST_SECRET, TcpRelay, free_port
 
 EXPORT = "/api/export?limit=1"
 DEF = {"X-API-Key": "key_DEF456"}
@@ -17,13 +17,18 @@ def hosts(*ports: int) -> str:
     return ",".join(f"127.0.0.1:{p}" for p in ports)
 
 
+def load(**values: object) -> Settings:
+    # The secret is given here: these tests must not depend on the caller's environment.
+    return Settings.load({"KEY_HASH_SECRET": TEST_SECRET, **values})
+
+
 def test_without_db_hosts_the_single_host_is_used():
-    settings = Settings.load({"DB_HOST": "db.internal", "DB_PORT": 3307, "DB_HOSTS": ""})
+    settings = load(DB_HOST="db.internal", DB_PORT=3307, DB_HOSTS="")
     assert settings.db_addresses == (("db.internal", 3307),)
 
 
 def test_db_hosts_wins_over_db_host_and_keeps_its_order():
-    settings = Settings.load({"DB_HOST": "x", "DB_HOSTS": "10.0.0.2:3306, [::1]:3307,db:3308"})
+    settings = load(DB_HOST="x", DB_HOSTS="10.0.0.2:3306, [::1]:3307,db:3308")
     assert settings.db_addresses == (("10.0.0.2", 3306), ("::1", 3307), ("db", 3308))
 
 
@@ -32,7 +37,7 @@ def test_db_hosts_wins_over_db_host_and_keeps_its_order():
 )
 def test_a_malformed_host_list_stops_the_boot_without_echoing_it(value):
     with pytest.raises(ConfigError) as caught:
-        Settings.load({"DB_HOSTS": value})
+        load(DB_HOSTS=value)
     assert "DB_HOSTS" in str(caught.value)
     assert value not in str(caught.value)
 

@@ -22,7 +22,7 @@ import requests
 
 import service.config
 from assertions import DEF
-from testkit import ROOT, root_connection, wait_until
+from testkit import ROOT, TEST_SECRET, root_connection, wait_until
 
 SECRET = "s3cretvalue"
 
@@ -74,6 +74,8 @@ def load_gunicorn_conf(monkeypatch, tmp_path, **env) -> dict:
     monkeypatch.setattr(service.config, "PROJECT_ROOT", tmp_path)  # no .env of the developer's
     for name in ("PORT", "WEB_CONCURRENCY", "BIND_HOST"):
         monkeypatch.delenv(name, raising=False)
+    # The secret is given here: the configuration must load whatever the caller's environment.
+    monkeypatch.setenv("KEY_HASH_SECRET", TEST_SECRET)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "service" / "gunicorn_conf.py"))
