@@ -33,10 +33,11 @@ from service import db as dbmod
 from service import metrics
 from service.clock import rfc3339, utc_now
 from service.config import Settings
+from service.logging_setup import FieldsLog
 from service.repositories import audit_logs
 
 log = logging.getLogger("service.audit")
-request_log = logging.getLogger("service.request")
+request_log = FieldsLog("service.request")
 
 _WRITE_CHUNK = 1000
 # Repeated warnings of the writer (a full buffer) are logged at most this often.
@@ -343,5 +344,5 @@ def init_app(app: Flask) -> None:
                 quota_limit=quota_state.limit,
                 quota_reset_at=rfc3339(quota_state.reset_at),
             )
-        request_log.info("request", extra=fields)
+        request_log.info("request", fields)
         return response
