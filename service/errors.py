@@ -115,17 +115,21 @@ def error_response(
     return response
 
 
+def api_error_response(exc: ApiError) -> Response:
+    return error_response(
+        exc.status,
+        exc.code,
+        exc.message,
+        details=exc.details,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return error_response(
-            exc.status,
-            exc.code,
-            exc.message,
-            details=exc.details,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+        return api_error_response(exc)
 
     @app.errorhandler(DatabaseUnavailable)
     def handle_db_unavailable(exc: DatabaseUnavailable):

@@ -19,7 +19,7 @@ from flask import Blueprint, Request, Response, current_app, g, request, stream_
 from marshmallow import Schema
 
 from service import auth, metering, quota
-from service.errors import ApiError, ErrorCode
+from service.errors import ApiError, ErrorCode, api_error_response
 from service.imports import read_articles, write_articles
 from service.masking import mask_key
 from service.repositories import articles, audit_logs
@@ -71,11 +71,11 @@ def policy(
 
 
 @bp.before_request
-def authenticate_authorise_validate_meter() -> None:
+def authenticate_authorise_validate_meter() -> Response | None:
     # Flask's proxies read once each: every attribute read through one is a context lookup.
     req, ctx = request._get_current_object(), g._get_current_object()
     if req.method == "OPTIONS":
-        return  # Flask answers with Allow; a preflight neither needs a key nor costs quota
+        return None  # Flask answers with Allow; a preflight neither needs a key nor costs quota
     route = _POLICIES.get(req.endpoint or "")
     if route is None:  # every api route must declare its policy: fail closed
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such route.")
@@ -89,7 +89,14 @@ def authenticate_authorise_validate_meter() -> None:
     if route.body is not None:
         ctx.body = route.body(req)
     if route.metered:
-        metering.charge(db, key, now, route.scope)
+        try:
+            metering.charge(db, key, now, route.scope)
+        except ApiError as refusal:
+            # The most frequent refusal, answered here with the response the app's ApiError
+            # handler gives (the same function): a response returned by a before_request hook
+            # skips Flask's search for an error handler.
+            return api_error_response(refusal)
+    return None
 
 
 @bp.after_request

@@ -291,3 +291,25 @@ def test_every_401_names_the_authentication_scheme(client, seeded):
         response = client.get("/api/export", headers=headers)
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+def test_the_hook_answers_a_refusal_as_the_apps_error_handler_does(client, seeded, monkeypatch):
+    """The quota refusal is returned by the hook (cheaper than Flask's error handling): the same
+    status, headers in the same order, and body as when the ApiError went through the handler."""
+    from service.blueprints import api
+
+    def answer(through_handler: bool):
+        if through_handler:
+            monkeypatch.setattr(api, "api_error_response", lambda exc: (_ for _ in ()).throw(exc))
+        monkeypatch.setattr("service.quota.random.randint", lambda low, high: 7)  # the jitter
+        with freeze_time("2026-11-26T14:22:01Z"):
+            response = client.get(EXPORT, headers=ABC)
+        headers = [(k, v) for k, v in response.headers.items() if k != "X-Request-ID"]
+        return response.status_code, headers, response.get_data()
+
+    with freeze_time("2026-11-26T14:22:01Z"):
+        for _ in range(5):
+            assert client.get(EXPORT, headers=ABC).status_code == 200
+    from_hook, from_handler = answer(False), answer(True)
+    assert from_hook[0] == 429
+    assert from_hook == from_handler
