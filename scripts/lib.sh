@@ -32,6 +32,22 @@ ensure_mariadb() {
   preflight database
 }
 
+# Export a throwaway KEY_HASH_SECRET unless one is set: for scripts whose databases are their own
+# (the settings check and the flask commands refuse to run without a secret).
+export_throwaway_key_hash_secret() {
+  KEY_HASH_SECRET=${KEY_HASH_SECRET:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')}
+  export KEY_HASH_SECRET
+}
+
+# For the scripts that run the test harness (scripts/test, scripts/bench): check the harness's
+# server (tests/testkit.py reads TEST_DB_*), not the one .env points scripts/run at. The harness
+# gives its servers and keys its own secret; the check reads the settings as the app does.
+ensure_harness_mariadb() {
+  export_throwaway_key_hash_secret
+  DB_HOST=${TEST_DB_HOST:-127.0.0.1} DB_PORT=${TEST_DB_PORT:-3306} DB_USER=${TEST_DB_USER:-root} \
+    DB_PASS=${TEST_DB_PASS:-} ensure_mariadb
+}
+
 # Create .venv if needed and install the given requirements file (only when it changed), saying
 # what it installs.
 ensure_venv() {

@@ -92,9 +92,9 @@ def authenticate_authorise_validate_meter() -> Response | None:
         try:
             metering.charge(db, key, now, route.scope)
         except ApiError as refusal:
-            # The most frequent refusal, answered here with the response the app's ApiError
-            # handler gives (the same function): a response returned by a before_request hook
-            # skips Flask's search for an error handler.
+            # Metering's refusal (the quota, or what a fresh read of a stale cached key says),
+            # answered with the response the app's ApiError handler gives (the same function):
+            # a response returned by a before_request hook skips Flask's error-handler search.
             return api_error_response(refusal)
     return None
 
