@@ -12,6 +12,11 @@ against the same MariaDB.
   around them (no hooks, validation, audit, log or headers): the key by hash (`BENCH_B3_HASH`), the
   quota UPDATE, a one-article page. F against B3 is the service's own cost; B3 against B2 the cost
   of the statements.
+* `GET /b4`: the two statements an admitted export runs when the worker's cache holds its key's
+  row: the quota UPDATE (`BENCH_B4_ID`) and the page as the service reads it (`JSON_OBJECTS`, one
+  formed object per row, through a tuple cursor), and nothing around them. No service can run F
+  faster than this: B4/B2 is the most F/B2 can be with the service's own work at nothing, and F/B4
+  is what that work costs.
 
 Each worker opens its own PyMySQL connection on first use, after gunicorn has forked. Only the
 service's SQL text is borrowed (for B3); the service never imports this module.
@@ -28,7 +33,7 @@ import pymysql.cursors
 from flask import Flask, Response
 
 from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
-from service.repositories.articles import PAGE
+from service.repositories.articles import JSON_OBJECTS, PAGE
 
 app = Flask(__name__)
 _conn: pymysql.Connection | None = None
@@ -39,6 +44,7 @@ UPDATE_ONE = "UPDATE api_keys SET calls_made = calls_made + 1 WHERE id = %s"
 B1_ID = int(os.environ.get("BENCH_B1_ID", "0"))
 B2_ID = int(os.environ.get("BENCH_B2_ID", "0"))
 B3_HASH = os.environ.get("BENCH_B3_HASH", "")
+B4_ID = int(os.environ.get("BENCH_B4_ID", "0"))
 
 
 def connection() -> pymysql.Connection:
@@ -110,3 +116,15 @@ def b3() -> Response:
             "data": [{**article, "updated_at": article["updated_at"].isoformat()}],
         }
     )
+
+
+@app.get("/b4")
+def b4() -> Response:
+    today = datetime.now(UTC).date()
+    with connection().cursor(pymysql.cursors.Cursor) as cur:
+        admitted = cur.execute(CONSUME_QUOTA, {"key_id": B4_ID, "today": today, "scope": "export"})
+        used = cur.lastrowid
+        cur.execute(JSON_OBJECTS, {"before_id": None, "since": None, "limit": 2})
+        objects = [row[0] for row in cur.fetchall()]
+    head = f'{{"status":"success","admitted":{admitted},"used":{used},"data":['.encode()
+    return Response(head + objects[0] + b"]}", mimetype="application/json")

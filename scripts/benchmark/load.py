@@ -38,6 +38,7 @@ def start_baseline(database: str, workers: int, logs: Path, keys: Keys) -> Serve
             "BENCH_B1_ID": keys.ids["B1"],
             "BENCH_B2_ID": keys.ids["B2"],
             "BENCH_B3_HASH": key_hash(keys.b3),
+            "BENCH_B4_ID": keys.ids["B4"],
         },
         command=[
             sys.executable,

@@ -43,6 +43,7 @@ def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
     audit_total = sum(sum(codes.values()) for codes in audit.values())
     b2_sent = runs["B2"].sent if "B2" in runs else None
     b3_sent = runs["B3"].sent if "B3" in runs else None
+    b4_sent = runs["B4"].sent if "B4" in runs else None
     return {
         "f_sent": f_sent,
         "f_calls_made": f_calls,
@@ -58,6 +59,8 @@ def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
         "b2_calls_made": calls["B2"],
         "b3_sent": b3_sent,
         "b3_calls_made": calls["B3"],
+        "b4_sent": b4_sent,
+        "b4_calls_made": calls["B4"],
         "quota_exact": f_calls == f_sent and calls["R"] == SPENT_LIMIT,
         "audit_complete": (
             audit_total == f_sent + r_sent + u_sent
@@ -135,7 +138,7 @@ def report(results: dict) -> str:
         counted = [
             f"{n} row updated {c[f'{n.lower()}_calls_made']:,} times for "
             f"{c[f'{n.lower()}_sent']:,} requests written"
-            for n in ("B2", "B3")
+            for n in ("B2", "B3", "B4")
             if c.get(f"{n.lower()}_sent") is not None
         ]
         if counted:
@@ -299,7 +302,17 @@ def ratios(runs: dict) -> dict:
     def rps(name: str) -> float | None:
         return runs[name]["rps"] if name in runs else None
 
-    for a, b in (("F", "B2"), ("F", "B1"), ("R", "B1"), ("U", "B1"), ("F", "B3"), ("B3", "B2")):
+    pairs = (
+        ("F", "B2"),
+        ("F", "B1"),
+        ("R", "B1"),
+        ("U", "B1"),
+        ("F", "B3"),
+        ("B3", "B2"),
+        ("F", "B4"),
+        ("B4", "B2"),  # the most F/B2 can be: F runs B4's statements and more
+    )
+    for a, b in pairs:
         if rps(a) and rps(b):
             out[f"{a}/{b}"] = round(rps(a) / rps(b), 3)
     if "F" in runs and "B2" in runs:

@@ -25,7 +25,7 @@ class Keys:
 
 
 def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
-    """A user, the keys of each run (plus two rows for B1/B2) and 1,000 articles."""
+    """A user, the keys of each run (plus rows for B1, B2 and B4) and 1,000 articles."""
     keys = Keys(
         f=[generate_key() for _ in range(f_keys)],
         r=generate_key(),
@@ -41,6 +41,7 @@ def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
         ("B1", generate_key(), "export", HIGH_LIMIT, 0),
         ("B2", generate_key(), "export", HIGH_LIMIT, 0),
         ("B3", keys.b3, "export", HIGH_LIMIT, 0),
+        ("B4", generate_key(), "export", HIGH_LIMIT, 0),
     ]
     with conn.cursor() as cur:
         cur.execute(

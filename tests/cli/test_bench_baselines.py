@@ -1,0 +1,78 @@
+"""The benchmark's B4 baseline runs what an admitted export runs when its key's row is cached, and
+nothing else: the same quota UPDATE on its own key and the same page, formed by the database as
+the service sends it. B4/B2 is printed as the most F/B2 can be, so B4 must not be cheaper than F's
+statements (a lighter query or a missed admission would raise that ceiling)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scripts.benchmark import baseline_app
+from scripts.benchmark.seeding import seed
+from testkit import DB_SETTINGS, close_app, make_app, root_connection
+
+
+@pytest.fixture
+def seeded(database, monkeypatch):
+    conn = root_connection(database)
+    try:
+        keys = seed(conn, 1)
+    finally:
+        conn.close()
+    for name in ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASS"):
+        monkeypatch.setenv(name, str(DB_SETTINGS[name]))
+    monkeypatch.setenv("DB_NAME", database)
+    monkeypatch.setattr(baseline_app, "B4_ID", keys.ids["B4"])
+    monkeypatch.setattr(baseline_app, "_conn", None)
+    yield keys
+    if baseline_app._conn is not None:
+        baseline_app._conn.close()
+
+
+def calls_made(database: str, label: str) -> int:
+    conn = root_connection(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT calls_made FROM api_keys WHERE label = %s", (label,))
+            return cur.fetchone()["calls_made"]
+    finally:
+        conn.close()
+
+
+def test_b4_admits_through_the_quota_update_and_sends_the_services_page(database, seeded):
+    app = make_app(database)
+    try:
+        served = app.test_client().get("/api/export?limit=1", headers={"X-API-Key": seeded.f[0]})
+    finally:
+        close_app(app)
+    assert served.status_code == 200
+    before = calls_made(database, "B4")
+
+    client = baseline_app.app.test_client()
+    bodies = [client.get("/b4") for _ in range(3)]
+
+    assert [b.status_code for b in bodies] == [200, 200, 200]
+    # Each request took one unit through CONSUME_QUOTA (LAST_INSERT_ID hands the count back).
+    assert [json.loads(b.data)["used"] for b in bodies] == [before + 1, before + 2, before + 3]
+    assert calls_made(database, "B4") == before + 3
+    assert all(json.loads(b.data)["admitted"] == 1 for b in bodies)
+    # The page's object is byte for byte the one the service sends.
+    object_bytes = bodies[0].data.split(b'"data":[', 1)[1][: -len(b"]}")]
+    assert object_bytes == served.data.split(b'"data":[', 1)[1].split(b'],"next_cursor"', 1)[0]
+
+
+def test_b4_is_refused_as_the_service_would_be_once_its_key_is_spent(database, seeded):
+    conn = root_connection(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE api_keys SET rate_limit = calls_made WHERE label = %s", ("B4",))
+    finally:
+        conn.close()
+    spent = calls_made(database, "B4")
+
+    body = json.loads(baseline_app.app.test_client().get("/b4").data)
+
+    assert body["admitted"] == 0  # the UPDATE's guard refused it: no unit taken
+    assert calls_made(database, "B4") == spent
