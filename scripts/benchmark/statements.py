@@ -1,0 +1,149 @@
+"""What each statement of the request path costs, on one connection, with nothing around it.
+
+    .venv/bin/python -m scripts.benchmark.statements [--count 4000] [--repeat 3]
+
+The request series of `scripts/bench` say what a whole request costs; this says what its
+statements cost MariaDB (CPU of `mariadbd` from /proc) and the client (this process's CPU: PyMySQL
+and the kernel's socket work), each run `--count` times in a row on one autocommit connection to a
+throw-away database seeded as the benchmark's, after a warm-up. Printed per statement: the median
+over `--repeat` passes, in microseconds. Nothing else should run on the machine meanwhile; the
+server's CPU is read in clock ticks, so passes shorter than a few seconds are coarse.
+
+Rows, in order: the baselines' statements (B1's SELECT, B2's UPDATE), the service's (the key by
+hash, the quota UPDATE, the JSON page), the quota UPDATE without its owner check (the one part
+that reads another table), and an admitted export's two statements as the service sends them
+(two round trips) next to the same two in one round trip through a stored procedure, created in
+the throw-away database only: what "one round trip for the admission and the page" would save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pymysql
+import pymysql.cursors
+
+from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
+from service.repositories.articles import JSON_OBJECTS
+from testkit import fresh_database, key_hash, root_connection
+
+from .load import cpu_seconds, mariadb_pid
+from .seeding import seed
+
+OWNER_CHECK = (
+    "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.is_active = 0)"
+)
+# The admission and the page in one CALL: the quota UPDATE, then (only if it admitted) the count
+# and the page as two result sets. Its statements are the service's, with parameters for the
+# placeholders.
+PROCEDURE = (
+    "CREATE PROCEDURE admit_and_page(p_key INT, p_today DATE, p_scope VARCHAR(16), "
+    "p_before BIGINT, p_since DATETIME, p_limit INT)\nBEGIN\n"
+    + CONSUME_QUOTA.replace("%(key_id)s", "p_key")
+    .replace("%(today)s", "p_today")
+    .replace("%(scope)s", "p_scope")
+    + ";\nIF ROW_COUNT() = 1 THEN\n  SELECT LAST_INSERT_ID() AS used;\n"
+    + JSON_OBJECTS.replace("%(before_id)s", "p_before")
+    .replace("%(since)s", "p_since")
+    .replace("%(limit)s", "p_limit")
+    .replace("%%", "%")
+    + ";\nEND IF;\nEND"
+)
+# Both are built from the service's SQL by text: fail loudly when that text moves, rather than
+# measure a statement that is not the service's.
+assert OWNER_CHECK in CONSUME_QUOTA, "the quota UPDATE's owner check changed: update OWNER_CHECK"
+assert "%(" not in PROCEDURE, "a placeholder of the service's SQL has no procedure parameter"
+
+
+def measure(work: Callable[[], None], count: int, repeat: int, server_pid: int) -> tuple[int, int]:
+    """(server µs, client µs) per call: medians over `repeat` passes of `count` calls."""
+    for _ in range(min(count, 200)):
+        work()
+    servers, clients = [], []
+    for _ in range(repeat):
+        server, client = cpu_seconds(server_pid), time.process_time()
+        for _ in range(count):
+            work()
+        clients.append((time.process_time() - client) / count)
+        servers.append((cpu_seconds(server_pid) - server) / count)
+    return round(1e6 * statistics.median(servers)), round(1e6 * statistics.median(clients))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.benchmark.statements")
+    parser.add_argument("--count", type=int, default=4000, help="calls per pass")
+    parser.add_argument("--repeat", type=int, default=3, help="passes (the median is printed)")
+    args = parser.parse_args()
+    server_pid = mariadb_pid()
+    if server_pid is None:
+        raise SystemExit("no local mariadbd process: its CPU is what this measures")
+    with fresh_database(prefix="stmts") as name:
+        conn = root_connection(name)
+        keys = seed(conn, 2)
+        cur = conn.cursor(pymysql.cursors.Cursor)
+        cur.execute(PROCEDURE)
+        today = datetime.now(UTC).date()
+        consume = {"key_id": keys.ids["F1"], "today": today, "scope": "export"}
+        consume_other = {"key_id": keys.ids["F2"], "today": today, "scope": "export"}
+        page = {"before_id": None, "since": None, "limit": 2}
+
+        def run(sql: str, params) -> Callable[[], None]:
+            def work() -> None:
+                cur.execute(sql, params)
+                cur.fetchall()
+
+            return work
+
+        def two_round_trips() -> None:
+            cur.execute(CONSUME_QUOTA, consume)
+            cur.execute(JSON_OBJECTS, page)
+            cur.fetchall()
+
+        def one_call() -> None:
+            cur.execute(
+                "CALL admit_and_page(%s, %s, %s, %s, %s, %s)",
+                (keys.ids["F2"], today, "export", None, None, 2),
+            )
+            cur.fetchall()
+            while cur.nextset():
+                cur.fetchall()
+
+        rows = [
+            (
+                "B1: SELECT by primary key",
+                run(
+                    "SELECT id, rate_limit, calls_made, last_reset FROM api_keys WHERE id = %s",
+                    (keys.ids["B1"],),
+                ),
+            ),
+            (
+                "B2: UPDATE calls_made + 1",
+                run(
+                    "UPDATE api_keys SET calls_made = calls_made + 1 WHERE id = %s",
+                    (keys.ids["B2"],),
+                ),
+            ),
+            ("the key by hash (FIND_BY_HASH)", run(FIND_BY_HASH, {"key_hash": key_hash(keys.b3)})),
+            ("the quota UPDATE (CONSUME_QUOTA)", run(CONSUME_QUOTA, consume)),
+            (
+                "  the same without the owner check",
+                run(CONSUME_QUOTA.replace(OWNER_CHECK, ""), consume_other),
+            ),
+            ("the JSON page (JSON_OBJECTS, 2 rows)", run(JSON_OBJECTS, page)),
+            ("admission + page: two round trips", two_round_trips),
+            ("admission + page: one CALL", one_call),
+        ]
+        print(f"{'statement':<38} {'MariaDB µs':>10} {'client µs':>10}  (per call)")
+        for label, work in rows:
+            server, client = measure(work, args.count, args.repeat, server_pid)
+            print(f"{label:<38} {server:>10} {client:>10}", flush=True)
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
