@@ -17,6 +17,9 @@ against the same MariaDB.
   formed object per row, through a tuple cursor), and nothing around them. No service can run F
   faster than this: B4/B2 is the most F/B2 can be with the service's own work at nothing, and F/B4
   is what that work costs.
+* `GET /b5` (not run unless asked: `--only ...,B5`): B4's two statements in one round trip, a CALL
+  of a stored procedure the benchmark creates in its throw-away database (seeding.PROCEDURE; the
+  service has none). B5/B2 is what F/B2's ceiling would be with that one round trip.
 
 Each worker opens its own PyMySQL connection on first use, after gunicorn has forked. Only the
 service's SQL text is borrowed (for B3); the service never imports this module.
@@ -35,6 +38,8 @@ from flask import Flask, Response
 from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
 from service.repositories.articles import JSON_OBJECTS, PAGE
 
+from .seeding import PROCEDURE_CALL
+
 app = Flask(__name__)
 _conn: pymysql.Connection | None = None
 _pid: int | None = None
@@ -45,6 +50,7 @@ B1_ID = int(os.environ.get("BENCH_B1_ID", "0"))
 B2_ID = int(os.environ.get("BENCH_B2_ID", "0"))
 B3_HASH = os.environ.get("BENCH_B3_HASH", "")
 B4_ID = int(os.environ.get("BENCH_B4_ID", "0"))
+B5_ID = int(os.environ.get("BENCH_B5_ID", "0"))
 
 
 def connection() -> pymysql.Connection:
@@ -127,4 +133,21 @@ def b4() -> Response:
         cur.execute(JSON_OBJECTS, {"before_id": None, "since": None, "limit": 2})
         objects = [row[0] for row in cur.fetchall()]
     head = f'{{"status":"success","admitted":{admitted},"used":{used},"data":['.encode()
+    return Response(head + objects[0] + b"]}", mimetype="application/json")
+
+
+@app.get("/b5")
+def b5() -> Response:
+    today = datetime.now(UTC).date()
+    with connection().cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute(PROCEDURE_CALL, (B5_ID, today, "export", None, None, 2))
+        results = [cur.fetchall()]
+        while cur.nextset():
+            results.append(cur.fetchall())
+    # Admitted: the count, the page, the CALL's own status; refused: only the status.
+    admitted = len(results) == 3
+    used = results[0][0][0] if admitted else None
+    objects = [row[0] for row in results[1]] if admitted else [b"null"]
+    head = f'{{"status":"success","admitted":{int(admitted)},"used":{json.dumps(used)},"data":['
+    head = head.encode()
     return Response(head + objects[0] + b"]}", mimetype="application/json")

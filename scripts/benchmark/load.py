@@ -39,6 +39,7 @@ def start_baseline(database: str, workers: int, logs: Path, keys: Keys) -> Serve
             "BENCH_B2_ID": keys.ids["B2"],
             "BENCH_B3_HASH": key_hash(keys.b3),
             "BENCH_B4_ID": keys.ids["B4"],
+            "BENCH_B5_ID": keys.ids["B5"],
         },
         command=[
             sys.executable,

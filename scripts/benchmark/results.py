@@ -44,6 +44,7 @@ def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
     b2_sent = runs["B2"].sent if "B2" in runs else None
     b3_sent = runs["B3"].sent if "B3" in runs else None
     b4_sent = runs["B4"].sent if "B4" in runs else None
+    b5_sent = runs["B5"].sent if "B5" in runs else None
     return {
         "f_sent": f_sent,
         "f_calls_made": f_calls,
@@ -61,6 +62,8 @@ def checks(database: str, keys: Keys, runs: dict[str, Run]) -> dict:
         "b3_calls_made": calls["B3"],
         "b4_sent": b4_sent,
         "b4_calls_made": calls["B4"],
+        "b5_sent": b5_sent,
+        "b5_calls_made": calls["B5"],
         "quota_exact": f_calls == f_sent and calls["R"] == SPENT_LIMIT,
         "audit_complete": (
             audit_total == f_sent + r_sent + u_sent
@@ -138,7 +141,7 @@ def report(results: dict) -> str:
         counted = [
             f"{n} row updated {c[f'{n.lower()}_calls_made']:,} times for "
             f"{c[f'{n.lower()}_sent']:,} requests written"
-            for n in ("B2", "B3", "B4")
+            for n in ("B2", "B3", "B4", "B5")
             if c.get(f"{n.lower()}_sent") is not None
         ]
         if counted:
@@ -311,6 +314,7 @@ def ratios(runs: dict) -> dict:
         ("B3", "B2"),
         ("F", "B4"),
         ("B4", "B2"),  # the most F/B2 can be: F runs B4's statements and more
+        ("B5", "B2"),  # the same with the admission and the page in one round trip
     )
     for a, b in pairs:
         if rps(a) and rps(b):

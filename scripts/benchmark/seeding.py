@@ -8,10 +8,32 @@ from dataclasses import dataclass, field
 import pymysql
 
 from service.keys import generate_key
+from service.repositories.api_keys import CONSUME_QUOTA
+from service.repositories.articles import JSON_OBJECTS
 from testkit import key_hash
 
 HIGH_LIMIT = 100_000_000
 SPENT_LIMIT = 5  # the R key: limit 5, 5 calls made today, so every request is refused
+
+# Not the service's: the admission and the page in one CALL, for the B5 baseline and
+# scripts/benchmark/statements.py, to measure what one round trip instead of two would save. The
+# quota UPDATE, then (only if it admitted) the count and the page as two result sets; its
+# statements are the service's, with parameters for the placeholders.
+PROCEDURE = (
+    "CREATE PROCEDURE admit_and_page(p_key INT, p_today DATE, p_scope VARCHAR(16), "
+    "p_before BIGINT, p_since DATETIME, p_limit INT)\nBEGIN\n"
+    + CONSUME_QUOTA.replace("%(key_id)s", "p_key")
+    .replace("%(today)s", "p_today")
+    .replace("%(scope)s", "p_scope")
+    + ";\nIF ROW_COUNT() = 1 THEN\n  SELECT LAST_INSERT_ID() AS used;\n"
+    + JSON_OBJECTS.replace("%(before_id)s", "p_before")
+    .replace("%(since)s", "p_since")
+    .replace("%(limit)s", "p_limit")
+    .replace("%%", "%")
+    + ";\nEND IF;\nEND"
+)
+PROCEDURE_CALL = "CALL admit_and_page(%s, %s, %s, %s, %s, %s)"
+assert "%(" not in PROCEDURE, "a placeholder of the service's SQL has no procedure parameter"
 
 
 @dataclass
@@ -25,7 +47,8 @@ class Keys:
 
 
 def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
-    """A user, the keys of each run (plus rows for B1, B2 and B4) and 1,000 articles."""
+    """A user, the keys of each run (plus rows for B1, B2, B4 and B5), B5's procedure and 1,000
+    articles."""
     keys = Keys(
         f=[generate_key() for _ in range(f_keys)],
         r=generate_key(),
@@ -42,6 +65,7 @@ def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
         ("B2", generate_key(), "export", HIGH_LIMIT, 0),
         ("B3", keys.b3, "export", HIGH_LIMIT, 0),
         ("B4", generate_key(), "export", HIGH_LIMIT, 0),
+        ("B5", generate_key(), "export", HIGH_LIMIT, 0),
     ]
     with conn.cursor() as cur:
         cur.execute(
@@ -56,6 +80,7 @@ def seed(conn: pymysql.Connection, f_keys: int) -> Keys:
                 (key_hash(key), key, scopes, label, limit, used),
             )
             keys.ids[label] = cur.lastrowid
+        cur.execute(PROCEDURE)
     generate_articles(conn, 1000, first=1)
     return keys
 

@@ -13,7 +13,8 @@ Rows, in order: the baselines' statements (B1's SELECT, B2's UPDATE), the servic
 hash, the quota UPDATE, the JSON page), the quota UPDATE without its owner check (the one part
 that reads another table), and an admitted export's two statements as the service sends them
 (two round trips) next to the same two in one round trip through a stored procedure, created in
-the throw-away database only: what "one round trip for the admission and the page" would save.
+the throw-away database only (seeding.py): what "one round trip for the admission and the page"
+would save.
 """
 
 from __future__ import annotations
@@ -32,31 +33,14 @@ from service.repositories.articles import JSON_OBJECTS
 from testkit import fresh_database, key_hash, root_connection
 
 from .load import cpu_seconds, mariadb_pid
-from .seeding import seed
+from .seeding import PROCEDURE_CALL, seed
 
 OWNER_CHECK = (
     "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.is_active = 0)"
 )
-# The admission and the page in one CALL: the quota UPDATE, then (only if it admitted) the count
-# and the page as two result sets. Its statements are the service's, with parameters for the
-# placeholders.
-PROCEDURE = (
-    "CREATE PROCEDURE admit_and_page(p_key INT, p_today DATE, p_scope VARCHAR(16), "
-    "p_before BIGINT, p_since DATETIME, p_limit INT)\nBEGIN\n"
-    + CONSUME_QUOTA.replace("%(key_id)s", "p_key")
-    .replace("%(today)s", "p_today")
-    .replace("%(scope)s", "p_scope")
-    + ";\nIF ROW_COUNT() = 1 THEN\n  SELECT LAST_INSERT_ID() AS used;\n"
-    + JSON_OBJECTS.replace("%(before_id)s", "p_before")
-    .replace("%(since)s", "p_since")
-    .replace("%(limit)s", "p_limit")
-    .replace("%%", "%")
-    + ";\nEND IF;\nEND"
-)
-# Both are built from the service's SQL by text: fail loudly when that text moves, rather than
-# measure a statement that is not the service's.
+# Built from the service's SQL by text: fail loudly when that text moves, rather than measure a
+# statement that is not the service's.
 assert OWNER_CHECK in CONSUME_QUOTA, "the quota UPDATE's owner check changed: update OWNER_CHECK"
-assert "%(" not in PROCEDURE, "a placeholder of the service's SQL has no procedure parameter"
 
 
 def measure(work: Callable[[], None], count: int, repeat: int, server_pid: int) -> tuple[int, int]:
@@ -85,7 +69,6 @@ def main() -> int:
         conn = root_connection(name)
         keys = seed(conn, 2)
         cur = conn.cursor(pymysql.cursors.Cursor)
-        cur.execute(PROCEDURE)
         today = datetime.now(UTC).date()
         consume = {"key_id": keys.ids["F1"], "today": today, "scope": "export"}
         consume_other = {"key_id": keys.ids["F2"], "today": today, "scope": "export"}
@@ -104,10 +87,7 @@ def main() -> int:
             cur.fetchall()
 
         def one_call() -> None:
-            cur.execute(
-                "CALL admit_and_page(%s, %s, %s, %s, %s, %s)",
-                (keys.ids["F2"], today, "export", None, None, 2),
-            )
+            cur.execute(PROCEDURE_CALL, (keys.ids["F2"], today, "export", None, None, 2))
             cur.fetchall()
             while cur.nextset():
                 cur.fetchall()
