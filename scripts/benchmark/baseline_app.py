@@ -129,11 +129,10 @@ def b4() -> Response:
     today = datetime.now(UTC).date()
     with connection().cursor(pymysql.cursors.Cursor) as cur:
         admitted = cur.execute(CONSUME_QUOTA, {"key_id": B4_ID, "today": today, "scope": "export"})
-        used = cur.lastrowid
+        used = cur.lastrowid if admitted else None
         cur.execute(JSON_OBJECTS, {"before_id": None, "since": None, "limit": 2})
         objects = [row[0] for row in cur.fetchall()]
-    head = f'{{"status":"success","admitted":{admitted},"used":{used},"data":['.encode()
-    return Response(head + objects[0] + b"]}", mimetype="application/json")
+    return _admission(bool(admitted), used, objects[0])
 
 
 @app.get("/b5")
@@ -145,9 +144,13 @@ def b5() -> Response:
         while cur.nextset():
             results.append(cur.fetchall())
     # Admitted: the count, the page, the CALL's own status; refused: only the status.
-    admitted = len(results) == 3
-    used = results[0][0][0] if admitted else None
-    objects = [row[0] for row in results[1]] if admitted else [b"null"]
+    if len(results) < 3:
+        return _admission(False, None, b"null")
+    return _admission(True, results[0][0][0], results[1][0][0])
+
+
+def _admission(admitted: bool, used: int | None, article: bytes) -> Response:
+    """B4's and B5's body: the admission, the count, and the page's first object as formed by the
+    database (spliced, not parsed, as the service does)."""
     head = f'{{"status":"success","admitted":{int(admitted)},"used":{json.dumps(used)},"data":['
-    head = head.encode()
-    return Response(head + objects[0] + b"]}", mimetype="application/json")
+    return Response(head.encode() + article + b"]}", mimetype="application/json")

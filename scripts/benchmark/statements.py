@@ -32,6 +32,7 @@ from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
 from service.repositories.articles import JSON_OBJECTS
 from testkit import fresh_database, key_hash, root_connection
 
+from .baseline_app import SELECT_ONE, UPDATE_ONE
 from .load import cpu_seconds, mariadb_pid
 from .seeding import PROCEDURE_CALL, seed
 
@@ -93,20 +94,8 @@ def main() -> int:
                 cur.fetchall()
 
         rows = [
-            (
-                "B1: SELECT by primary key",
-                run(
-                    "SELECT id, rate_limit, calls_made, last_reset FROM api_keys WHERE id = %s",
-                    (keys.ids["B1"],),
-                ),
-            ),
-            (
-                "B2: UPDATE calls_made + 1",
-                run(
-                    "UPDATE api_keys SET calls_made = calls_made + 1 WHERE id = %s",
-                    (keys.ids["B2"],),
-                ),
-            ),
+            ("B1: SELECT by primary key", run(SELECT_ONE, (keys.ids["B1"],))),
+            ("B2: UPDATE calls_made + 1", run(UPDATE_ONE, (keys.ids["B2"],))),
             ("the key by hash (FIND_BY_HASH)", run(FIND_BY_HASH, {"key_hash": key_hash(keys.b3)})),
             ("the quota UPDATE (CONSUME_QUOTA)", run(CONSUME_QUOTA, consume)),
             (
