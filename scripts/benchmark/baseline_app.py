@@ -20,6 +20,9 @@ against the same MariaDB.
 * `GET /b5` (not run unless asked: `--only ...,B5`): B4's two statements in one round trip, a CALL
   of a stored procedure the benchmark creates in its throw-away database (seeding.PROCEDURE; the
   service has none). B5/B2 is what F/B2's ceiling would be with that one round trip.
+* `GET /b6` (not run unless asked: `--only ...,B6`): B4's two statements prepared once per
+  connection and run with `EXECUTE ... USING` (seeding.Prepared; MariaDB only). B6/B2 is what
+  F/B2's ceiling would be if the server did not parse each statement.
 
 Each worker opens its own PyMySQL connection on first use, after gunicorn has forked. Only the
 service's SQL text is borrowed (for B3); the service never imports this module.
@@ -38,11 +41,12 @@ from flask import Flask, Response
 from service.repositories.api_keys import CONSUME_QUOTA, FIND_BY_HASH
 from service.repositories.articles import JSON_OBJECTS, PAGE
 
-from .seeding import PROCEDURE_CALL
+from .seeding import PREPARED_ADMIT, PREPARED_PAGE, PROCEDURE_CALL, prepare
 
 app = Flask(__name__)
 _conn: pymysql.Connection | None = None
 _pid: int | None = None
+_prepared_on: pymysql.Connection | None = None  # the connection B6's statements are prepared on
 
 SELECT_ONE = "SELECT id, rate_limit, calls_made, last_reset FROM api_keys WHERE id = %s"
 UPDATE_ONE = "UPDATE api_keys SET calls_made = calls_made + 1 WHERE id = %s"
@@ -51,6 +55,7 @@ B2_ID = int(os.environ.get("BENCH_B2_ID", "0"))
 B3_HASH = os.environ.get("BENCH_B3_HASH", "")
 B4_ID = int(os.environ.get("BENCH_B4_ID", "0"))
 B5_ID = int(os.environ.get("BENCH_B5_ID", "0"))
+B6_ID = int(os.environ.get("BENCH_B6_ID", "0"))
 
 
 def connection() -> pymysql.Connection:
@@ -149,8 +154,30 @@ def b5() -> Response:
     return _admission(True, results[0][0][0], results[1][0][0])
 
 
+@app.get("/b6")
+def b6() -> Response:
+    global _prepared_on
+    today = datetime.now(UTC).date()
+    conn = connection()
+    with conn.cursor(pymysql.cursors.Cursor) as cur:
+        if _prepared_on is not conn:
+            prepare(cur)
+            _prepared_on = conn
+        admitted = cur.execute(
+            PREPARED_ADMIT.execute,
+            PREPARED_ADMIT.args({"key_id": B6_ID, "today": today, "scope": "export"}),
+        )
+        used = cur.lastrowid if admitted else None
+        cur.execute(
+            PREPARED_PAGE.execute,
+            PREPARED_PAGE.args({"before_id": None, "since": None, "limit": 2}),
+        )
+        objects = [row[0] for row in cur.fetchall()]
+    return _admission(bool(admitted), used, objects[0])
+
+
 def _admission(admitted: bool, used: int | None, article: bytes) -> Response:
-    """B4's and B5's body: the admission, the count, and the page's first object as formed by the
-    database (spliced, not parsed, as the service does)."""
+    """B4's, B5's and B6's body: the admission, the count, and the page's first object as formed
+    by the database (spliced, not parsed, as the service does)."""
     head = f'{{"status":"success","admitted":{int(admitted)},"used":{json.dumps(used)},"data":['
     return Response(head.encode() + article + b"]}", mimetype="application/json")

@@ -23,7 +23,7 @@ from .profiling import profile_run
 from .results import checks, machine, median_ratios, ratios, report, targets
 from .seeding import Keys, seed
 
-RUN_ORDER = ["B0", "B1", "B2", "B3", "B4", "B5", "F", "R", "U"]  # the table's order
+RUN_ORDER = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "F", "R", "U"]  # the table's order
 # The order they run in: each service run right after the baseline it is compared with, so that
 # a change in the machine's load (other work on it) hits both sides of a ratio alike.
 SERIES = (
@@ -33,6 +33,7 @@ SERIES = (
     ("F", "GET /api/export?limit=1 (valid key)", "service", "/api/export?limit=1"),
     ("B4", "F's two statements (key cached), bare", "baseline", "/b4"),
     ("B5", "B4's statements in one CALL, bare", "baseline", "/b5"),
+    ("B6", "B4's statements prepared (EXECUTE), bare", "baseline", "/b6"),
     ("B3", "F's three statements, bare", "baseline", "/b3"),
     ("U", "GET /api/usage", "service", "/api/usage"),
     ("B0", "bare Flask route, no database", "baseline", "/b0"),
@@ -62,8 +63,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="B0,B1,B2,B3,B4,F,R,U,bulk",
-        help="comma-separated subset of B0,B1,B2,B3,B4,B5,F,R,U,bulk (to iterate on "
-        "one part; the table of record runs all but B5, which runs only when asked)",
+        help="comma-separated subset of B0,B1,B2,B3,B4,B5,B6,F,R,U,bulk (to iterate on "
+        "one part; the table of record runs all but B5 and B6, which run only when asked)",
     )
     parser.add_argument(
         "--profile",

@@ -40,6 +40,7 @@ def start_baseline(database: str, workers: int, logs: Path, keys: Keys) -> Serve
             "BENCH_B3_HASH": key_hash(keys.b3),
             "BENCH_B4_ID": keys.ids["B4"],
             "BENCH_B5_ID": keys.ids["B5"],
+            "BENCH_B6_ID": keys.ids["B6"],
         },
         command=[
             sys.executable,

@@ -14,7 +14,8 @@ hash, the quota UPDATE, the JSON page), the quota UPDATE without its owner check
 that reads another table), and an admitted export's two statements as the service sends them
 (two round trips) next to the same two in one round trip through a stored procedure, created in
 the throw-away database only (seeding.py): what "one round trip for the admission and the page"
-would save.
+would save; last, the quota UPDATE and the page as prepared statements (`EXECUTE ... USING`,
+MariaDB only; seeding.Prepared): what the server's parsing of each costs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from testkit import fresh_database, key_hash, root_connection
 
 from .baseline_app import SELECT_ONE, UPDATE_ONE
 from .load import cpu_seconds, mariadb_pid
-from .seeding import PROCEDURE_CALL, seed
+from .seeding import PREPARED_ADMIT, PREPARED_PAGE, PROCEDURE_CALL, prepare, seed
 
 OWNER_CHECK = (
     "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = api_keys.user_id AND u.is_active = 0)"
@@ -87,6 +88,15 @@ def main() -> int:
             cur.execute(JSON_OBJECTS, page)
             cur.fetchall()
 
+        prepare(cur)
+        admit_args = PREPARED_ADMIT.args(consume)
+        page_args = PREPARED_PAGE.args(page)
+
+        def two_prepared() -> None:
+            cur.execute(PREPARED_ADMIT.execute, admit_args)
+            cur.execute(PREPARED_PAGE.execute, page_args)
+            cur.fetchall()
+
         def one_call() -> None:
             cur.execute(PROCEDURE_CALL, (keys.ids["F2"], today, "export", None, None, 2))
             cur.fetchall()
@@ -105,6 +115,9 @@ def main() -> int:
             ("the JSON page (JSON_OBJECTS, 2 rows)", run(JSON_OBJECTS, page)),
             ("admission + page: two round trips", two_round_trips),
             ("admission + page: one CALL", one_call),
+            ("the quota UPDATE prepared (EXECUTE)", run(PREPARED_ADMIT.execute, admit_args)),
+            ("the JSON page prepared (EXECUTE)", run(PREPARED_PAGE.execute, page_args)),
+            ("admission + page: prepared, two trips", two_prepared),
         ]
         print(f"{'statement':<38} {'MariaDB µs':>10} {'client µs':>10}  (per call)")
         for label, work in rows:

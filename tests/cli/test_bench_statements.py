@@ -1,6 +1,7 @@
 """`python -m scripts.benchmark.statements`, as docs/performance.md tells a reader to run it: it
 builds its statements from the service's SQL (a moved owner check or placeholder stops it), creates
-the one-CALL procedure on the server, and prints a figure for every row."""
+the one-CALL procedure on the server, prepares the quota UPDATE and the page, and prints a figure
+for every row."""
 
 from __future__ import annotations
 
@@ -32,4 +33,7 @@ def test_the_statement_costs_print_a_figure_for_each_statement():
         "the JSON page (JSON_OBJECTS, 2 rows)",
         "admission + page: two round trips",
         "admission + page: one CALL",
+        "the quota UPDATE prepared (EXECUTE)",
+        "the JSON page prepared (EXECUTE)",
+        "admission + page: prepared, two trips",
     ]
