@@ -33,7 +33,7 @@ SERIES = (
     ("F", "GET /api/export?limit=1 (valid key)", "service", "/api/export?limit=1"),
     ("B4", "F's two statements (key cached), bare", "baseline", "/b4"),
     ("B5", "B4's statements in one CALL, bare", "baseline", "/b5"),
-    ("B6", "B4's statements prepared (EXECUTE), bare", "baseline", "/b6"),
+    ("B6", "B4's statements prepared, bare", "baseline", "/b6"),
     ("B3", "F's three statements, bare", "baseline", "/b3"),
     ("U", "GET /api/usage", "service", "/api/usage"),
     ("B0", "bare Flask route, no database", "baseline", "/b0"),
