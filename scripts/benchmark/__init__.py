@@ -9,7 +9,8 @@ One run, on a throw-away database (`bench_<random>`, migrated, dropped at the en
    (`-c service/gunicorn_conf.py`, the same WEB_CONCURRENCY): the baselines (baseline_app.py here:
    B0 a bare Flask route, B1 one primary-key SELECT, B2 one single-row autocommit UPDATE, B3 the
    three statements of an admitted export and nothing else, B4 the two it runs when its key's row
-   is cached) and the service through scripts/serve
+   is cached; asked for with --only, B5 and B6 the same two in one CALL and prepared) and the
+   service through scripts/serve
    (F `GET /api/export?limit=1` with a valid key, R a key over its quota (429), U `GET /api/usage`).
    The runs alternate, each service run right after its baseline. Each is wrk (wrk.lua here) with
    a warm-up first; both count in the checks. Then SIGTERM (every worker flushes its audit buffer)

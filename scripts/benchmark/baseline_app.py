@@ -25,7 +25,7 @@ against the same MariaDB.
   F/B2's ceiling would be if the server did not parse each statement.
 
 Each worker opens its own PyMySQL connection on first use, after gunicorn has forked. Only the
-service's SQL text is borrowed (for B3); the service never imports this module.
+service's SQL text is borrowed (for B3-B6); the service never imports this module.
 """
 
 from __future__ import annotations
@@ -129,22 +129,22 @@ def b3() -> Response:
     )
 
 
+_PAGE_PARAMS = {"before_id": None, "since": None, "limit": 2}
+
+
+def _admit_params(key_id: int) -> dict:
+    return {"key_id": key_id, "today": datetime.now(UTC).date(), "scope": "export"}
+
+
 @app.get("/b4")
 def b4() -> Response:
-    today = datetime.now(UTC).date()
-    with connection().cursor(pymysql.cursors.Cursor) as cur:
-        admitted = cur.execute(CONSUME_QUOTA, {"key_id": B4_ID, "today": today, "scope": "export"})
-        used = cur.lastrowid if admitted else None
-        cur.execute(JSON_OBJECTS, {"before_id": None, "since": None, "limit": 2})
-        objects = [row[0] for row in cur.fetchall()]
-    return _admission(bool(admitted), used, objects[0])
+    return _admit_and_page(CONSUME_QUOTA, _admit_params(B4_ID), JSON_OBJECTS, _PAGE_PARAMS)
 
 
 @app.get("/b5")
 def b5() -> Response:
-    today = datetime.now(UTC).date()
     with connection().cursor(pymysql.cursors.Cursor) as cur:
-        cur.execute(PROCEDURE_CALL, (B5_ID, today, "export", None, None, 2))
+        cur.execute(PROCEDURE_CALL, {**_admit_params(B5_ID), **_PAGE_PARAMS})
         results = [cur.fetchall()]
         while cur.nextset():
             results.append(cur.fetchall())
@@ -157,21 +157,25 @@ def b5() -> Response:
 @app.get("/b6")
 def b6() -> Response:
     global _prepared_on
-    today = datetime.now(UTC).date()
     conn = connection()
-    with conn.cursor(pymysql.cursors.Cursor) as cur:
-        if _prepared_on is not conn:
+    if _prepared_on is not conn:
+        with conn.cursor() as cur:
             prepare(cur)
-            _prepared_on = conn
-        admitted = cur.execute(
-            PREPARED_ADMIT.execute,
-            PREPARED_ADMIT.args({"key_id": B6_ID, "today": today, "scope": "export"}),
-        )
+        _prepared_on = conn
+    return _admit_and_page(
+        PREPARED_ADMIT.execute,
+        PREPARED_ADMIT.args(_admit_params(B6_ID)),
+        PREPARED_PAGE.execute,
+        PREPARED_PAGE.args(_PAGE_PARAMS),
+    )
+
+
+def _admit_and_page(admit: str, admit_args, page: str, page_args) -> Response:
+    """B4's and B6's two round trips: the quota UPDATE, then the page."""
+    with connection().cursor(pymysql.cursors.Cursor) as cur:
+        admitted = cur.execute(admit, admit_args)
         used = cur.lastrowid if admitted else None
-        cur.execute(
-            PREPARED_PAGE.execute,
-            PREPARED_PAGE.args({"before_id": None, "since": None, "limit": 2}),
-        )
+        cur.execute(page, page_args)
         objects = [row[0] for row in cur.fetchall()]
     return _admission(bool(admitted), used, objects[0])
 

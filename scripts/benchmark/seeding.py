@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pymysql
@@ -16,25 +17,47 @@ from testkit import key_hash
 HIGH_LIMIT = 100_000_000
 SPENT_LIMIT = 5  # the R key: limit 5, 5 calls made today, so every request is refused
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def bound(sql: str, to: Callable[[str], str]) -> str:
+    """The service's statement for the server's own binding: each `%(name)s` replaced by
+    `to(name)`, and `%%` (PyMySQL's escaped percent) back to `%`."""
+    return _PLACEHOLDER.sub(lambda match: to(match.group(1)), sql).replace("%%", "%")
+
+
 # Not the service's: the admission and the page in one CALL, for the B5 baseline and
 # scripts/benchmark/statements.py, to measure what one round trip instead of two would save. The
 # quota UPDATE, then (only if it admitted) the count and the page as two result sets; its
-# statements are the service's, with parameters for the placeholders.
+# statements are the service's, each placeholder a parameter `p_<name>`.
+_PROCEDURE_PARAMETERS = {
+    "key_id": "INT",
+    "today": "DATE",
+    "scope": "VARCHAR(16)",
+    "before_id": "BIGINT",
+    "since": "DATETIME",
+    "limit": "INT",
+}
+
+
+def _procedure_parameter(name: str) -> str:
+    if name not in _PROCEDURE_PARAMETERS:
+        raise KeyError(f"the service's SQL has a placeholder {name!r} the procedure does not take")
+    return "p_" + name
+
+
 PROCEDURE = (
-    "CREATE PROCEDURE admit_and_page(p_key INT, p_today DATE, p_scope VARCHAR(16), "
-    "p_before BIGINT, p_since DATETIME, p_limit INT)\nBEGIN\n"
-    + CONSUME_QUOTA.replace("%(key_id)s", "p_key")
-    .replace("%(today)s", "p_today")
-    .replace("%(scope)s", "p_scope")
+    "CREATE PROCEDURE admit_and_page("
+    + ", ".join(f"p_{name} {kind}" for name, kind in _PROCEDURE_PARAMETERS.items())
+    + ")\nBEGIN\n"
+    + bound(CONSUME_QUOTA, _procedure_parameter)
     + ";\nIF ROW_COUNT() = 1 THEN\n  SELECT LAST_INSERT_ID() AS used;\n"
-    + JSON_OBJECTS.replace("%(before_id)s", "p_before")
-    .replace("%(since)s", "p_since")
-    .replace("%(limit)s", "p_limit")
-    .replace("%%", "%")
+    + bound(JSON_OBJECTS, _procedure_parameter)
     + ";\nEND IF;\nEND"
 )
-PROCEDURE_CALL = "CALL admit_and_page(%s, %s, %s, %s, %s, %s)"
-assert "%(" not in PROCEDURE, "a placeholder of the service's SQL has no procedure parameter"
+PROCEDURE_CALL = (
+    "CALL admit_and_page(" + ", ".join(f"%({name})s" for name in _PROCEDURE_PARAMETERS) + ")"
+)
 
 
 # Not the service's either: B4's two statements prepared once per connection, for the B6 baseline
@@ -46,14 +69,9 @@ class Prepared:
     """One of the service's statements as a prepared statement named `name`."""
 
     def __init__(self, name: str, sql: str) -> None:
-        self.names: list[str] = []
-
-        def positional(match: re.Match) -> str:
-            self.names.append(match.group(1))
-            return "?"
-
+        self.names = _PLACEHOLDER.findall(sql)  # in order, one `?` each
         self.prepare = f"PREPARE {name} FROM %s"
-        self.text = re.sub(r"%\((\w+)\)s", positional, sql).replace("%%", "%")
+        self.text = bound(sql, lambda _: "?")
         self.execute = f"EXECUTE {name} USING " + ", ".join("%s" for _ in self.names)
 
     def args(self, params: dict) -> tuple:

@@ -83,25 +83,23 @@ def main() -> int:
 
             return work
 
-        def two_round_trips() -> None:
-            cur.execute(CONSUME_QUOTA, consume)
-            cur.execute(JSON_OBJECTS, page)
+        def pair(admit: str, admit_args, page_sql: str, page_args) -> Callable[[], None]:
+            def work() -> None:
+                cur.execute(admit, admit_args)
+                cur.execute(page_sql, page_args)
+                cur.fetchall()
+
+            return work
+
+        def one_call() -> None:
+            cur.execute(PROCEDURE_CALL, {**consume_other, **page})
             cur.fetchall()
+            while cur.nextset():
+                cur.fetchall()
 
         prepare(cur)
         admit_args = PREPARED_ADMIT.args(consume)
         page_args = PREPARED_PAGE.args(page)
-
-        def two_prepared() -> None:
-            cur.execute(PREPARED_ADMIT.execute, admit_args)
-            cur.execute(PREPARED_PAGE.execute, page_args)
-            cur.fetchall()
-
-        def one_call() -> None:
-            cur.execute(PROCEDURE_CALL, (keys.ids["F2"], today, "export", None, None, 2))
-            cur.fetchall()
-            while cur.nextset():
-                cur.fetchall()
 
         rows = [
             ("B1: SELECT by primary key", run(SELECT_ONE, (keys.ids["B1"],))),
@@ -113,11 +111,14 @@ def main() -> int:
                 run(CONSUME_QUOTA.replace(OWNER_CHECK, ""), consume_other),
             ),
             ("the JSON page (JSON_OBJECTS, 2 rows)", run(JSON_OBJECTS, page)),
-            ("admission + page: two round trips", two_round_trips),
+            ("admission + page: two round trips", pair(CONSUME_QUOTA, consume, JSON_OBJECTS, page)),
             ("admission + page: one CALL", one_call),
             ("the quota UPDATE prepared (EXECUTE)", run(PREPARED_ADMIT.execute, admit_args)),
             ("the JSON page prepared (EXECUTE)", run(PREPARED_PAGE.execute, page_args)),
-            ("admission + page: prepared, two trips", two_prepared),
+            (
+                "admission + page: prepared, two trips",
+                pair(PREPARED_ADMIT.execute, admit_args, PREPARED_PAGE.execute, page_args),
+            ),
         ]
         print(f"{'statement':<38} {'MariaDB µs':>10} {'client µs':>10}  (per call)")
         for label, work in rows:
